@@ -1,0 +1,124 @@
+"""The face model itself: bundle parsing, detection, landmarks and pose on real photos."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from uvaug.fit.bundle import default_bundle
+from uvaug.fit.pose import angles_from_rotation, estimate_pose, rotation_from_angles
+
+
+def test_canonical_mesh_parsed_from_bundle():
+    g = default_bundle().geometry
+    assert g.vertices.shape == (468, 3) and g.uvs.shape == (468, 2) and g.triangles.shape == (898, 3)
+    assert g.triangles.min() == 0 and g.triangles.max() == 467
+    assert (g.uvs >= 0).all() and (g.uvs <= 1).all()
+    # Left-right symmetric layout: every vertex has a mirror twin with x -> -x and u -> 1 - u.
+    mirrored = g.vertices * [-1, 1, 1]
+    twin = np.argmin(np.linalg.norm(g.vertices[None] - mirrored[:, None], axis=2), axis=1)
+    assert np.abs(g.vertices[twin] - mirrored).max() < 1e-3
+    assert np.abs(g.uvs[twin, 0] - (1 - g.uvs[:, 0])).max() < 2e-3
+    assert len(g.procrustes_ids) == len(g.procrustes_weights) > 10 and g.procrustes_weights.min() > 0
+
+
+@pytest.mark.parametrize(("yaw", "pitch", "roll"), [(0, 0, 0), (30, 0, 0), (-50, 10, 5), (70, -20, -15)])
+def test_pose_convention_roundtrip(yaw, pitch, roll):
+    """Procrustes on a posed canonical mesh reads back the angles, with the documented signs."""
+    g = default_bundle().geometry
+    rot = rotation_from_angles(yaw, pitch, roll)
+    nose = rot @ [0, 0, 1.0]  # camera frame: x right, y up, z towards the viewer
+    if yaw:
+        assert np.sign(nose[0]) == np.sign(yaw)  # yaw > 0: nose towards the image's right
+    if pitch:
+        assert np.sign(nose[1]) == np.sign(pitch)  # pitch > 0: nose up
+    photo = (12.0 * g.vertices @ rot.T) * [1, -1, -1] + [300, 200, 0]  # to photo pixels, y down, z away
+    pose = estimate_pose(photo, g.vertices, g.procrustes_ids, g.procrustes_weights)
+    assert pose.yaw == pytest.approx(yaw, abs=1e-6)
+    assert pose.pitch == pytest.approx(pitch, abs=1e-6)
+    assert pose.roll == pytest.approx(roll, abs=1e-6)
+    assert pose.scale == pytest.approx(12.0)
+    mapped = g.vertices @ pose.transform[:, :3].T + pose.transform[:, 3]
+    assert np.abs(mapped - photo).max() < 1e-4  # float32 mesh
+    assert angles_from_rotation(rotation_from_angles(yaw, pitch, roll)) == pytest.approx((yaw, pitch, roll))
+
+
+def test_roll_sign_follows_image_rotation():
+    """roll > 0 is counter-clockwise in the photo: a point right of centre moves up (smaller y)."""
+    g = default_bundle().geometry
+    rot = rotation_from_angles(0, 0, 20)
+    right_eye_corner = (rot @ g.vertices[263]) * [1, -1, -1]
+    assert right_eye_corner[1] < -g.vertices[263, 1]
+
+
+def test_astronaut_is_found_frontal(fitter, astronaut):
+    faces = fitter(astronaut)
+    assert len(faces) == 1
+    fit = faces[0].fit
+    x0, y0, x1, y1 = fit.box
+    assert 150 < x0 < x1 < 300 and 60 < y0 < y1 < 200  # her face, not the flag or the helmet
+    assert abs(fit.yaw) < 10 and abs(fit.pitch) < 20 and abs(fit.roll) < 10
+    assert fit.score > 0.8 and fit.presence > 0.9
+    # Dense landmarks sit on the face: all within the detector box grown by 30%.
+    w, h = x1 - x0, y1 - y0
+    pts = fit.landmarks[:, :2]
+    assert (pts[:, 0] > x0 - 0.3 * w).all() and (pts[:, 0] < x1 + 0.3 * w).all()
+    assert (pts[:, 1] > y0 - 0.3 * h).all() and (pts[:, 1] < y1 + 0.3 * h).all()
+    np.testing.assert_allclose(fit.vertices, fit.landmarks[:468])
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "hopper"])
+def test_mirrored_photo_negates_yaw_and_roll(fitter, photo, request):
+    image = request.getfixturevalue(photo)
+    fit = fitter(image)[0].fit
+    mirrored = fitter(np.ascontiguousarray(image[:, ::-1]))[0].fit
+    assert mirrored.yaw == pytest.approx(-fit.yaw, abs=2.0)
+    assert mirrored.roll == pytest.approx(-fit.roll, abs=2.0)
+    assert mirrored.pitch == pytest.approx(fit.pitch, abs=2.0)
+
+
+@pytest.mark.parametrize(
+    ("code", "roll_change"),
+    [
+        (cv2.ROTATE_90_CLOCKWISE, -90),
+        (cv2.ROTATE_90_COUNTERCLOCKWISE, 90),
+        (cv2.ROTATE_180, 180),
+    ],
+)
+def test_rotated_photo_changes_roll_only(fitter, astronaut, code, roll_change):
+    upright = fitter(astronaut)[0].fit
+    turned = fitter(np.ascontiguousarray(cv2.rotate(astronaut, code)))[0].fit
+    delta = (turned.roll - upright.roll - roll_change + 180) % 360 - 180
+    assert abs(delta) < 5
+    assert turned.yaw == pytest.approx(upright.yaw, abs=7)
+
+
+def test_all_faces_in_a_group_photo(astronaut, hopper):
+    from uvaug.fit.fitter import FitOptions, create_fitter
+
+    left = cv2.resize(astronaut, (512, 512))
+    right = cv2.resize(hopper, (440, 512))
+    group = np.ascontiguousarray(np.hstack([left, right]))
+    all_faces = create_fitter(options=FitOptions(faces="all"))(group)
+    assert len(all_faces) == 2
+    centres = sorted(float(f.fit.box[0] + f.fit.box[2]) / 2 for f in all_faces)
+    assert centres[0] < 512 < centres[1]
+    largest = create_fitter(options=FitOptions(faces="largest"))(group)
+    assert len(largest) == 1
+    assert largest[0].fit.box[2] - largest[0].fit.box[0] == pytest.approx(
+        max(f.fit.box[2] - f.fit.box[0] for f in all_faces)
+    )
+
+
+def test_no_face_in_a_photo_without_people(fitter):
+    import skimage.data
+
+    coffee = np.ascontiguousarray(skimage.data.coffee())
+    assert fitter(coffee) == []
+
+
+def test_min_face_size_filters_small_faces(astronaut):
+    from uvaug.fit.fitter import FitOptions, create_fitter
+
+    assert create_fitter(options=FitOptions(min_face_size=200))(astronaut) == []

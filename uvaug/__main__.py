@@ -1,0 +1,3 @@
+from uvaug.cli.app import main
+
+main()

@@ -1,0 +1,76 @@
+"""The ``uvaug`` command: a thin layer over the library, one module per subcommand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from uvaug import __version__
+from uvaug.cli.console import console
+from uvaug.cli.doctor import doctor_command
+from uvaug.cli.fit import EPILOG as FIT_EPILOG
+from uvaug.cli.fit import fit_command
+
+app = typer.Typer(
+    name="uvaug",
+    help="Pose augmentation for face datasets: fit a dense 3D face to each photo, unwrap and complete its "
+    "texture, and re-render it at any yaw/pitch.",
+    epilog="Start with [bold]uvaug demo[/] or [bold]uvaug fit --help[/]; "
+    "[bold]uvaug doctor[/] checks the setup.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"uvaug {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    pass
+
+
+app.command("fit", epilog=FIT_EPILOG)(fit_command)
+app.command("doctor")(doctor_command)
+
+
+@app.command("demo")
+def demo_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where the demo writes its files.")] = Path(
+        "uvaug-demo"
+    ),
+) -> None:
+    """Run uvaug on a sample photo shipped with scikit-image (no data needed); print where results are."""
+    import skimage.data
+
+    from uvaug.fit.run import fit_inputs
+    from uvaug.io import MANIFEST_NAME, discover_inputs, read_manifest, write_image_atomic
+
+    images = output / "images"
+    write_image_atomic(images / "astronaut.png", skimage.data.astronaut())
+    report = fit_inputs(discover_inputs(images), output / "fit", write_mesh=True, overwrite=True)
+    console.print(f"fitted {report.faces} face(s) in {report.seconds:.2f} s")
+    for rec in read_manifest(output / "fit" / MANIFEST_NAME):
+        if rec["status"] == "ok":
+            console.print(
+                f"  {rec['input']} face {rec['face']}: yaw {rec['yaw']:+.1f}, pitch {rec['pitch']:+.1f}, "
+                f"roll {rec['roll']:+.1f}; UV map {output / 'fit' / rec['uv']}",
+                soft_wrap=True,
+            )
+    console.print(f"results: {output / 'fit'} (UV maps, fits, GLB meshes, {MANIFEST_NAME})")
+    print(output / "fit")
+
+
+def main() -> None:
+    app()

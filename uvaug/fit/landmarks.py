@@ -1,0 +1,113 @@
+"""478-point 3D face landmarks (MediaPipe Face Mesh V2) on a rotation-normalised crop.
+
+The model sees a 256x256 crop whose x axis runs along the eye line, so an in-plane rotated face looks upright
+to it. Points come back in photo pixels; z uses the same pixel scale as x, growing away from the camera.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import cv2
+import numpy as np
+
+from uvaug.fit.litert import make_interpreter
+
+INPUT_SIZE = 256
+NUM_LANDMARKS = 478
+#: Outer eye corners (subject's right, subject's left) of the 478-point topology: define the crop rotation.
+EYE_CORNERS = (33, 263)
+ROI_SCALE = 1.5
+#: Iris points (centre, then four around it) of one eye and their mirror twins in the other eye.
+IRIS_MIRROR = {468: 473, 469: 476, 470: 475, 471: 474, 472: 477}
+#: A point at crop x maps to FLIP_ORIGIN - x in the flipped crop (measured: the model sits between the
+#: integer-centre and half-pixel-centre conventions).
+FLIP_ORIGIN = 255.5
+
+
+@cache
+def mirror_permutation() -> np.ndarray:
+    """(478,) index of each landmark's left-right twin, from the canonical mesh's symmetry."""
+    from uvaug.fit.bundle import default_bundle
+
+    vertices = default_bundle().geometry.vertices
+    mirrored = vertices * np.array([-1.0, 1.0, 1.0], np.float32)
+    twins = np.argmin(np.linalg.norm(vertices[None] - mirrored[:, None], axis=2), axis=1)
+    iris = {**IRIS_MIRROR, **{v: k for k, v in IRIS_MIRROR.items()}}
+    return np.concatenate([twins, [iris[i] for i in range(len(vertices), NUM_LANDMARKS)]]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A square region of the photo rotated by ``angle`` (radians, the eye line's direction in the image)."""
+
+    center: np.ndarray  # (2,)
+    size: float
+    angle: float
+
+    def crop_to_image(self, size: int = INPUT_SIZE) -> np.ndarray:
+        """2x3 affine taking crop pixels to photo pixels."""
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        k = self.size / size
+        ax, ay = np.array([c, s]) * k, np.array([-s, c]) * k
+        origin = self.center - (ax + ay) * (size / 2)
+        return np.array([[ax[0], ay[0], origin[0]], [ax[1], ay[1], origin[1]]], np.float64)
+
+
+def roi_from_points(points: np.ndarray, left: np.ndarray, right: np.ndarray, scale: float = ROI_SCALE) -> Roi:
+    """Square ROI around ``points`` in the frame of the eye line from ``right`` to ``left`` (image coords)."""
+    d = left - right
+    angle = float(np.arctan2(d[1], d[0]))
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, s], [-s, c]])  # image -> eye-line frame
+    local = points @ rot.T
+    lo, hi = local.min(0), local.max(0)
+    center = ((lo + hi) / 2) @ rot  # back to image
+    return Roi(center=center, size=float(max(hi - lo)) * scale, angle=angle)
+
+
+@dataclass(frozen=True)
+class LandmarkResult:
+    points: np.ndarray  # (478, 3) photo pixels; z grows away from the camera
+    presence: float  # model's face-presence probability for the crop
+
+
+class FaceLandmarker:
+    """Runs the landmark model; ``symmetric`` also runs the mirrored crop and averages the two.
+
+    The model is not exactly mirror-equivariant (yaw of a photo and its mirror differ by up to ~2 degrees);
+    averaging with the mirrored crop makes the fit equivariant and halves landmark noise, at twice the cost.
+    """
+
+    def __init__(self, model: bytes, threads: int = 1, symmetric: bool = True):
+        self.symmetric = symmetric
+        self._interp = make_interpreter(model, threads, batch=2 if symmetric else 1)
+        self._input = self._interp.get_input_details()[0]["index"]
+        outputs = {d["name"]: d["index"] for d in self._interp.get_output_details()}
+        self._points, self._presence = outputs["Identity"], outputs["Identity_1"]
+
+    def __call__(self, image: np.ndarray, roi: Roi) -> LandmarkResult:
+        m = roi.crop_to_image()
+        crop = cv2.warpAffine(
+            image,
+            m,
+            (INPUT_SIZE, INPUT_SIZE),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
+        batch = np.stack([crop, crop[:, ::-1]]) if self.symmetric else crop[None]
+        self._interp.set_tensor(self._input, batch.astype(np.float32) * (1.0 / 255.0))
+        self._interp.invoke()
+        raw = self._interp.get_tensor(self._points).reshape(len(batch), NUM_LANDMARKS, 3).astype(np.float64)
+        logit = float(self._interp.get_tensor(self._presence).reshape(-1).mean())
+        if self.symmetric:
+            unflipped = raw[1, mirror_permutation()]
+            unflipped[:, 0] = FLIP_ORIGIN - unflipped[:, 0]
+            raw = (raw[0] + unflipped) / 2
+        else:
+            raw = raw[0]
+        pts = np.empty_like(raw)
+        pts[:, :2] = raw[:, :2] @ m[:, :2].T + m[:, 2]
+        pts[:, 2] = raw[:, 2] * (roi.size / INPUT_SIZE)
+        return LandmarkResult(points=pts.astype(np.float32), presence=1.0 / (1.0 + np.exp(-logit)))
