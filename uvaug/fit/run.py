@@ -119,14 +119,23 @@ class _FitWorker:
 
 
 _WORKER: _FitWorker | None = None
+_INIT_ERROR: BaseException | None = None
 
 
 def _init_worker(config: WorkerConfig) -> None:
-    global _WORKER
-    _WORKER = _FitWorker(config)
+    # An exception escaping a Pool initializer kills the worker, the pool starts a replacement that fails
+    # the same way, and the run hangs forever. Keep it and raise it from the first job instead, which
+    # re-raises it in the parent (unknown backend, missing or altered model file).
+    global _WORKER, _INIT_ERROR
+    try:
+        _WORKER = _FitWorker(config)
+    except Exception as exc:
+        _INIT_ERROR = exc
 
 
 def _run_job(job: FitJob) -> list[Record]:
+    if _INIT_ERROR is not None:
+        raise _INIT_ERROR
     assert _WORKER is not None
     return _WORKER(job)
 
