@@ -24,8 +24,8 @@ class FitOptions:
     min_presence: float = 0.5  # landmark model's face-presence probability (drops false detections)
     uv_size: int = DEFAULT_UV_SIZE
     min_facing: float = DEFAULT_MIN_FACING
-    refine: int = 1  # landmark passes on the ROI re-centred on the previous pass (more while not converged)
-    max_refine: int = 3
+    refine: int = 0  # landmark passes always re-run on the ROI re-centred on the previous pass's landmarks
+    max_refine: int = 3  # further passes while the ROI still moves (turns, shifts or rescales)
 
 
 #: Photo orientations tried in turn (np.rot90 counts) until a face survives: upright, sideways, upside down.
@@ -88,7 +88,8 @@ class MediaPipeFitter:
             new = roi_from_points(pts[:468, :2], pts[EYE_CORNERS[1], :2], pts[EYE_CORNERS[0], :2])
             turn = abs((new.angle - roi.angle + np.pi) % (2 * np.pi) - np.pi)
             shift = np.linalg.norm(new.center - roi.center) / roi.size
-            if i >= self.options.refine and turn < np.radians(3) and shift < 0.03:
+            scale = abs(np.log(new.size / roi.size))
+            if i >= self.options.refine and turn < np.radians(3) and shift < 0.03 and scale < 0.05:
                 break
             roi, result = new, self.landmarker(image, new)
         return result

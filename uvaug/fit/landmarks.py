@@ -74,20 +74,21 @@ class LandmarkResult:
 
 
 class FaceLandmarker:
-    """Runs the landmark model; ``symmetric`` also runs the mirrored crop and averages the two.
+    """Runs the landmark model; ``symmetric=True`` also runs the mirrored crop and averages the two.
 
     The model is not exactly mirror-equivariant (yaw of a photo and its mirror differ by up to ~2 degrees);
     averaging with the mirrored crop makes the fit equivariant and halves landmark noise, at twice the cost.
     """
 
-    def __init__(self, model: bytes, threads: int = 1, symmetric: bool = True):
-        self.symmetric = symmetric
-        self._interp = make_interpreter(model, threads, batch=2 if symmetric else 1)
-        self._input = self._interp.get_input_details()[0]["index"]
-        outputs = {d["name"]: d["index"] for d in self._interp.get_output_details()}
+    def __init__(self, model: bytes, threads: int = 1):
+        # One interpreter per batch size: resizing an interpreter's input per call re-plans its memory.
+        self._single = make_interpreter(model, threads, batch=1)
+        self._pair = make_interpreter(model, threads, batch=2)
+        self._input = self._single.get_input_details()[0]["index"]
+        outputs = {d["name"]: d["index"] for d in self._single.get_output_details()}
         self._points, self._presence = outputs["Identity"], outputs["Identity_1"]
 
-    def __call__(self, image: np.ndarray, roi: Roi) -> LandmarkResult:
+    def __call__(self, image: np.ndarray, roi: Roi, symmetric: bool = True) -> LandmarkResult:
         m = roi.crop_to_image()
         crop = cv2.warpAffine(
             image,
@@ -96,12 +97,13 @@ class FaceLandmarker:
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
         )
-        batch = np.stack([crop, crop[:, ::-1]]) if self.symmetric else crop[None]
-        self._interp.set_tensor(self._input, batch.astype(np.float32) * (1.0 / 255.0))
-        self._interp.invoke()
-        raw = self._interp.get_tensor(self._points).reshape(len(batch), NUM_LANDMARKS, 3).astype(np.float64)
-        logit = float(self._interp.get_tensor(self._presence).reshape(-1).mean())
-        if self.symmetric:
+        batch = np.stack([crop, crop[:, ::-1]]) if symmetric else crop[None]
+        interp = self._pair if symmetric else self._single
+        interp.set_tensor(self._input, batch.astype(np.float32) * (1.0 / 255.0))
+        interp.invoke()
+        raw = interp.get_tensor(self._points).reshape(len(batch), NUM_LANDMARKS, 3).astype(np.float64)
+        logit = float(interp.get_tensor(self._presence).reshape(-1).mean())
+        if symmetric:
             unflipped = raw[1, mirror_permutation()]
             unflipped[:, 0] = FLIP_ORIGIN - unflipped[:, 0]
             raw = (raw[0] + unflipped) / 2

@@ -41,6 +41,9 @@ class UVLayout:
     bary: np.ndarray  # (N, 3) float32
     triangles: np.ndarray  # (T, 3) int32 mesh triangles
     weights: sparse.csr_matrix  # (N, V) barycentric weights: texel attributes = weights @ vertex attributes
+    incidence: (
+        sparse.csr_matrix
+    )  # (V, T) vertex-triangle incidence: vertex normals = incidence @ face normals
 
     @property
     def coverage(self) -> np.ndarray:
@@ -63,19 +66,27 @@ def uv_layout(size: int = DEFAULT_UV_SIZE) -> UVLayout:
         (bary.ravel().astype(np.float64), (rows, geometry.triangles[triangle].ravel())),
         shape=(len(texel), len(geometry.vertices)),
     )
+    tris = geometry.triangles
+    incidence = sparse.csr_matrix(
+        (np.ones(tris.size), (tris.ravel(), np.repeat(np.arange(len(tris)), 3))),
+        shape=(len(geometry.vertices), len(tris)),
+    )
     return UVLayout(
-        size=size, texel=texel, triangle=triangle, bary=bary, triangles=geometry.triangles, weights=weights
+        size=size,
+        texel=texel,
+        triangle=triangle,
+        bary=bary,
+        triangles=tris,
+        weights=weights,
+        incidence=incidence,
     )
 
 
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+def vertex_normals(vertices: np.ndarray, layout: UVLayout) -> np.ndarray:
     """Area-weighted unit vertex normals; for a front-facing surface in photo coordinates they point to -z."""
-    v = vertices[triangles]
-    face = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, triangles[:, k], face)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    v = vertices[layout.triangles]
+    normals = layout.incidence @ np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    return normals / np.maximum(np.sqrt((normals**2).sum(1, keepdims=True)), 1e-12)
 
 
 def _depth_slopes(tri: np.ndarray) -> np.ndarray:
@@ -102,10 +113,10 @@ def visibility(
     """(N,) bool seen-in-photo flag and (N, 3) photo position for each covered texel of ``layout``."""
     vertices = np.asarray(vertices, np.float64)
     height, width = image_size
-    normals = vertex_normals(vertices, layout.triangles)
+    normals = vertex_normals(vertices, layout)
     interpolated = layout.weights @ np.hstack([vertices, normals])  # one pass for points and normals
     points, texel_normals = interpolated[:, :3], interpolated[:, 3:]
-    facing = -texel_normals[:, 2] / np.maximum(np.linalg.norm(texel_normals, axis=1), 1e-12)
+    facing = -texel_normals[:, 2] / np.maximum(np.sqrt((texel_normals**2).sum(1)), 1e-12)
 
     lo, hi = vertices[:, :2].min(0), vertices[:, :2].max(0)
     extent = float(max(hi - lo)) or 1.0
