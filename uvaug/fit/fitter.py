@@ -28,6 +28,11 @@ class FitOptions:
     max_refine: int = 3  # further passes while the ROI still moves (turns, shifts or rescales)
 
 
+#: A landmark crop counts as settled when re-centring it on its own landmarks would turn it by less than this
+#: (radians), shift it by less than this fraction of its size, and rescale it by less than this (log ratio).
+#: The model tolerates ROI jitter of this order (MediaPipe tracks faces with such ROIs).
+ROI_SETTLED = (np.radians(6.0), 0.05, 0.10)
+
 #: Photo orientations tried in turn (np.rot90 counts) until a face survives: upright, sideways, upside down.
 ORIENTATIONS = (0, 1, 3, 2)
 
@@ -89,7 +94,8 @@ class MediaPipeFitter:
             turn = abs((new.angle - roi.angle + np.pi) % (2 * np.pi) - np.pi)
             shift = np.linalg.norm(new.center - roi.center) / roi.size
             scale = abs(np.log(new.size / roi.size))
-            if i >= self.options.refine and turn < np.radians(3) and shift < 0.03 and scale < 0.05:
+            settled = turn < ROI_SETTLED[0] and shift < ROI_SETTLED[1] and scale < ROI_SETTLED[2]
+            if i >= self.options.refine and settled:
                 break
             roi, result = new, self.landmarker(image, new)
         return result
