@@ -6,15 +6,50 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from uvaug import __version__
-from uvaug.cli.console import console
+from uvaug.cli.console import console, fail
 from uvaug.cli.doctor import doctor_command
 from uvaug.cli.fit import EPILOG as FIT_EPILOG
 from uvaug.cli.fit import fit_command
 
+try:  # recent typer ships its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:  # older typer runs on click itself
+    from click.exceptions import UsageError
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a bad option value, a missing argument, an unknown command) as one ``error:`` line.
+
+    Click would print the usage, a hint and a framed panel; scripts and people get the same exit status 2
+    and a line that fits a log instead.
+    """
+
+    def make_context(self, *args, **kwargs):  # type: ignore[override]
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:
+            _usage_error(exc)
+
+    def invoke(self, ctx):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            _usage_error(exc)
+
+
+def _usage_error(exc: UsageError) -> None:
+    if type(exc).__name__ == "NoArgsIsHelpError":  # the help text itself, printed by typer
+        raise exc
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    fail(exc.format_message() + hint)
+
+
 app = typer.Typer(
     name="uvaug",
+    cls=OneLineErrors,
     help="Pose augmentation for face datasets: fit a dense 3D face to each photo, unwrap and complete its "
     "texture, and re-render it at any yaw/pitch.",
     epilog="Start with [bold]uvaug demo[/] or [bold]uvaug fit --help[/]; "

@@ -60,11 +60,11 @@ def fit_command(
     ] = 0.2,
     mesh: Annotated[bool, typer.Option("--mesh", help="Also write a textured GLB mesh per face.")] = False,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--workers", "-w", help="Worker processes [default: CPU cores].", min=1, show_default=False
         ),
-    ] = 0,
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo images an earlier run finished.")
     ] = False,
