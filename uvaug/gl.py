@@ -6,12 +6,15 @@ exported as ``PYOPENGL_PLATFORM`` before any rendering code imports OpenGL.
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import subprocess
 import sys
 from functools import cache
 
 PLATFORMS = ("egl", "osmesa")
+#: The shared library each platform loads, and the Debian/Ubuntu package that provides it.
+LIBRARIES = {"egl": ("EGL", "libegl1"), "osmesa": ("OSMesa", "libosmesa6")}
 INSTALL_HINT = (
     "no headless OpenGL platform works: install EGL (Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri) "
     "or OSMesa (apt-get install libosmesa6)"
@@ -33,6 +36,9 @@ print("ok", float(d.max()))
 @cache
 def probe_platform(name: str, timeout: float = 60.0) -> tuple[bool, str]:
     """Whether pyrender renders offscreen with ``PYOPENGL_PLATFORM=name``; the reason when it does not."""
+    library, package = LIBRARIES[name]
+    if ctypes.util.find_library(library) is None:
+        return False, f"lib{library} not found (Debian/Ubuntu: apt-get install {package})"
     env = {**os.environ, "PYOPENGL_PLATFORM": name}
     try:
         proc = subprocess.run(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from uvaug import __version__
@@ -108,4 +109,10 @@ def demo_command(
 
 
 def main() -> None:
-    app()
+    from uvaug.assets import ModelError
+
+    try:
+        app()
+    except ModelError as exc:  # a broken installation: say what is missing, not where Python noticed
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
