@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +24,7 @@ and face: input, face, status, message, yaw, pitch, roll, uv, fit). Reruns skip 
 """
 
 
-class FaceSelection(str, Enum):
+class FaceSelection(StrEnum):
     largest = "largest"
     all = "all"
 
