@@ -12,7 +12,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from uvaug.fit.litert import make_interpreter
+from uvaug.fit.litert import Interpreter, make_interpreter
 
 INPUT_SIZE = 256
 NUM_LANDMARKS = 478
@@ -81,12 +81,18 @@ class FaceLandmarker:
     """
 
     def __init__(self, model: bytes, threads: int = 1):
-        # One interpreter per batch size: resizing an interpreter's input per call re-plans its memory.
-        self._single = make_interpreter(model, threads, batch=1)
-        self._pair = make_interpreter(model, threads, batch=2)
-        self._input = self._single.get_input_details()[0]["index"]
-        outputs = {d["name"]: d["index"] for d in self._single.get_output_details()}
+        self._model, self._threads = model, threads
+        # One interpreter per batch size, made on first use: resizing per call would re-plan its memory.
+        self._interpreters: dict[int, Interpreter] = {}
+        probe = self._interpreter(2)
+        self._input = probe.get_input_details()[0]["index"]
+        outputs = {d["name"]: d["index"] for d in probe.get_output_details()}
         self._points, self._presence = outputs["Identity"], outputs["Identity_1"]
+
+    def _interpreter(self, batch: int) -> Interpreter:
+        if batch not in self._interpreters:
+            self._interpreters[batch] = make_interpreter(self._model, self._threads, batch=batch)
+        return self._interpreters[batch]
 
     def __call__(self, image: np.ndarray, roi: Roi, symmetric: bool = True) -> LandmarkResult:
         m = roi.crop_to_image()
@@ -98,7 +104,7 @@ class FaceLandmarker:
             borderMode=cv2.BORDER_CONSTANT,
         )
         batch = np.stack([crop, crop[:, ::-1]]) if symmetric else crop[None]
-        interp = self._pair if symmetric else self._single
+        interp = self._interpreter(len(batch))
         interp.set_tensor(self._input, batch.astype(np.float32) * (1.0 / 255.0))
         interp.invoke()
         raw = interp.get_tensor(self._points).reshape(len(batch), NUM_LANDMARKS, 3).astype(np.float64)

@@ -38,7 +38,6 @@ class UVLayout:
     size: int
     texel: np.ndarray  # (N,) flat index into the (size, size) map of texels covered by the mesh
     triangle: np.ndarray  # (N,) int32
-    bary: np.ndarray  # (N, 3) float32
     triangles: np.ndarray  # (T, 3) int32 mesh triangles
     weights: sparse.csr_matrix  # (N, V) barycentric weights: texel attributes = weights @ vertex attributes
     incidence: (
@@ -75,7 +74,6 @@ def uv_layout(size: int = DEFAULT_UV_SIZE) -> UVLayout:
         size=size,
         texel=texel,
         triangle=triangle,
-        bary=bary,
         triangles=tris,
         weights=weights,
         incidence=incidence,
