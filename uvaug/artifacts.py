@@ -25,7 +25,7 @@ STATUS_NO_FACE = "no_face"
 STATUS_ERROR = "error"
 
 #: Keys of every fit manifest line; ``face`` is null for a line that speaks for a whole image.
-MANIFEST_FIELDS = ("input", "face", "status", "message", "yaw", "pitch", "roll", "uv", "fit")
+MANIFEST_FIELDS = ("input", "face", "status", "message", "yaw", "pitch", "roll", "uv", "fit", "path")
 
 
 def artifact_path(stem: PurePosixPath, face: int, suffix: str) -> PurePosixPath:

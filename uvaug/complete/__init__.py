@@ -1,1 +1,1 @@
-"""Stage 2: complete the hidden part of incomplete UV maps (Attention ResCUNet-GAN, or a symmetric baseline)."""
+"""Stage 2: complete the hidden part of incomplete UV maps (Attention ResCUNet-GAN or a symmetric fill)."""

@@ -32,7 +32,9 @@ def to_network_input(rgba: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([half, half[..., ::-1]], axis=1))
 
 
-def from_network_output(output: np.ndarray, rgba: np.ndarray, coverage: np.ndarray | None = None) -> np.ndarray:
+def from_network_output(
+    output: np.ndarray, rgba: np.ndarray, coverage: np.ndarray | None = None
+) -> np.ndarray:
     """Network output + the input maps -> (N, H, W, 4) uint8 completed maps.
 
     Known texels are copied from the input unchanged; the others take the network's colour. Alpha is 255 on

@@ -77,6 +77,7 @@ class _FitWorker:
     def __call__(self, job: FitJob) -> list[Record]:
         base: Record = dict.fromkeys(MANIFEST_FIELDS)
         base["input"] = job.rel
+        base["path"] = str(Path(job.path).resolve())  # where later stages find the photo
         try:
             image = load_image(job.path)
             faces = self.fitter(image)
