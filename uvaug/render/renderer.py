@@ -1,0 +1,156 @@
+"""Offscreen rendering of turned heads with pyrender: one GL context per process, one scene per face.
+
+Rendering is unlit (the photo's own shading is in the textures) and orthographic, matching the
+weak-perspective fit, so a face rendered at its own pose lands on its own pixels. A :class:`Camera` is a
+rotated rectangle of the photo plane: the whole photo, or the window that maps five facial points onto the
+ArcFace template, in which case the aligned crop is rendered directly at its final size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from uvaug.gl import INSTALL_HINT, select_platform
+from uvaug.render.scene import HeadScene
+
+Background = Literal["photo", "black", "none"]
+
+
+class RenderError(RuntimeError):
+    """No GL platform works, or the GL context failed."""
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A window onto the photo plane: centre (photo px), rotation (rad, counter-clockwise in GL), half-extents
+    (photo px) and output size (px)."""
+
+    center: tuple[float, float]
+    angle: float
+    half_width: float
+    half_height: float
+    width: int
+    height: int
+
+    @classmethod
+    def whole_photo(cls, height: int, width: int) -> Camera:
+        return cls((width / 2, height / 2), 0.0, width / 2, height / 2, width, height)
+
+    @classmethod
+    def from_similarity(cls, matrix: np.ndarray, width: int, height: int) -> Camera:
+        """The window that a 2x3 similarity (photo px -> output px, y down) maps onto the output image."""
+        a, b = matrix[0, 0], matrix[1, 0]
+        scale = float(np.hypot(a, b))
+        angle = float(np.arctan2(b, a))
+        inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))
+        center = inverse @ [width / 2, height / 2, 1]
+        return cls(
+            (float(center[0]), float(center[1])), angle, width / 2 / scale, height / 2 / scale, width, height
+        )
+
+    def pose(self, depth: float) -> np.ndarray:
+        """4x4 camera-to-world pose in the GL frame, looking down -z from ``depth``."""
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        m = np.eye(4)
+        m[:2, :2] = [[c, -s], [s, c]]
+        m[:3, 3] = [self.center[0], -self.center[1], depth]
+        return m
+
+
+class HeadRenderer:
+    """Renders one :class:`HeadScene` at any rotation; build one per face, reuse it for all its views."""
+
+    def __init__(self, head: HeadScene, face_texture: np.ndarray, photo: np.ndarray | None):
+        import pyrender
+
+        self._pyrender = pyrender
+        self.head = head
+        self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
+        face = pyrender.Primitive(
+            positions=head.face_vertices.astype(np.float32),
+            texcoord_0=head.face_uv.astype(np.float32),
+            indices=head.face_triangles,
+            material=_textured(pyrender, face_texture),
+        )
+        self.face_node = self.scene.add(pyrender.Mesh([face]))
+        self.photo_material = _textured(pyrender, photo) if photo is not None else None
+        self.background_node = None
+        self.camera = pyrender.OrthographicCamera(xmag=1.0, ymag=1.0)
+        self.camera_node = self.scene.add(self.camera)
+
+    def render(self, rotation: np.ndarray, camera: Camera, background: Background = "photo") -> np.ndarray:
+        """RGB uint8 (or RGBA for ``background="none"``) image of the head turned to ``rotation``."""
+        pyrender = self._pyrender
+        self.scene.set_pose(self.face_node, self.head.head_matrix(rotation))
+        if self.background_node is not None:
+            self.scene.remove_node(self.background_node)
+            self.background_node = None
+        geometry = [self.head.face_at(rotation)]
+        if background == "photo":
+            if self.photo_material is None:
+                raise ValueError("background 'photo' needs the photo")
+            anchors = self.head.anchors_at(rotation)
+            geometry.append(anchors)
+            prim = pyrender.Primitive(
+                positions=anchors.astype(np.float32),
+                texcoord_0=self.head.anchor_uv.astype(np.float32),
+                indices=self.head.anchor_triangles,
+                material=self.photo_material,
+            )
+            self.background_node = self.scene.add(pyrender.Mesh([prim]))
+        # Clip planes around the turned geometry: parts that swing backwards must stay inside the far plane.
+        z = np.concatenate(geometry)[:, 2]
+        depth = float(z.max()) + 10.0
+        self.camera.xmag, self.camera.ymag = camera.half_width, camera.half_height
+        self.camera.znear, self.camera.zfar = 1.0, float(depth - z.min()) + 10.0
+        self.scene.set_pose(self.camera_node, camera.pose(depth))
+        color = gl_context().render(self.scene, camera.width, camera.height)
+        return color if background == "none" else np.ascontiguousarray(color[..., :3])
+
+
+def _textured(pyrender, image: np.ndarray):
+    texture = pyrender.Texture(
+        source=np.ascontiguousarray(image), source_channels="RGBA" if image.shape[2] == 4 else "RGB"
+    )
+    return pyrender.MetallicRoughnessMaterial(
+        baseColorTexture=texture, metallicFactor=0.0, roughnessFactor=1.0, alphaMode="MASK", alphaCutoff=0.5
+    )
+
+
+class _GLContext:
+    """The process's offscreen renderer, resized as needed (creating a context costs ~100 ms)."""
+
+    def __init__(self) -> None:
+        platform = select_platform()
+        if platform is None:
+            raise RenderError(INSTALL_HINT)
+        import pyrender
+
+        self.pyrender = pyrender
+        try:
+            self.renderer = pyrender.OffscreenRenderer(64, 64)
+        except Exception as exc:  # the platform probed fine but this process cannot get a context
+            raise RenderError(
+                f"cannot create an OpenGL context with {platform}: {exc}. {INSTALL_HINT}"
+            ) from exc
+
+    def render(self, scene, width: int, height: int) -> np.ndarray:
+        r = self.renderer
+        if (r.viewport_width, r.viewport_height) != (width, height):
+            r.viewport_width, r.viewport_height = width, height
+        flags = self.pyrender.RenderFlags
+        color, _ = r.render(scene, flags=flags.FLAT | flags.RGBA | flags.SKIP_CULL_FACES)
+        return color
+
+
+_CONTEXT: _GLContext | None = None
+
+
+def gl_context() -> _GLContext:
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = _GLContext()
+    return _CONTEXT

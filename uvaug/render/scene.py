@@ -1,0 +1,173 @@
+"""Geometry of a head turning inside its own photo.
+
+Everything is expressed in the GL frame, which is the y-up camera frame of :mod:`uvaug.fit.pose`: x right,
+y up, z towards the viewer, in photo pixels (``gl = photo * (1, -1, -1)``). A view is a rotation of the head
+about a pivot behind the face:
+
+* the face mesh turns rigidly (it is textured with its UV map);
+* a background mesh, textured with the photo itself, is spanned by anchor points: the face contour (turning
+  with the face), a ring just outside it for hair, ears and neck (turning with the head, at the pivot's depth
+  so it stays near the rotation axis like the sides of a head), a wider ring that turns half as much, and the
+  photo's border (fixed). Its triangles stretch over whatever the turned head uncovers, so the picture has no
+  holes, and hair and ears move with the face instead of staying behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from scipy.spatial import Delaunay
+from scipy.spatial.transform import Rotation, Slerp
+
+from uvaug.artifacts import FaceFit
+from uvaug.fit.mesh import mesh_topology
+from uvaug.fit.pose import rotation_from_angles
+
+TO_GL = np.array([1.0, -1.0, -1.0])
+#: Rotation centre of the head in canonical-mesh centimetres: on the midline, behind the face (the face's
+#: surface spans z = 0..7.5 cm with the nose tip in front).
+PIVOT_CANONICAL = np.array([0.0, -1.0, -4.5])
+#: Anchor rings: (scale of the contour about the face centre, share of the head rotation they follow).
+RINGS = ((1.35, 1.0), (2.1, 0.5))
+BORDER_POINTS_PER_SIDE = 8
+
+
+@cache
+def contour_loop() -> np.ndarray:
+    """Vertex indices of the face mesh's outer boundary, in order around the face."""
+    tris = mesh_topology().triangles
+    edges = np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]), axis=1)
+    uniq, counts = np.unique(edges, axis=0, return_counts=True)
+    boundary = uniq[counts == 1]
+    neighbours: dict[int, list[int]] = {}
+    for a, b in boundary:
+        neighbours.setdefault(int(a), []).append(int(b))
+        neighbours.setdefault(int(b), []).append(int(a))
+    start = int(boundary[0, 0])
+    loop, prev = [start], None
+    while True:
+        nxt = next(n for n in neighbours[loop[-1]] if n != prev)
+        if nxt == start:
+            return np.asarray(loop, np.int64)
+        prev = loop[-1]
+        loop.append(nxt)
+
+
+def target_rotation(fit: FaceFit, yaw: float, pitch: float, relative: bool = False) -> np.ndarray:
+    """The head's rotation in a view: absolute yaw/pitch (the photo's roll kept) or offsets from the fit."""
+    if relative:
+        yaw, pitch = fit.yaw + yaw, fit.pitch + pitch
+    return rotation_from_angles(yaw, pitch, fit.roll)
+
+
+def rigid(rotation: np.ndarray, pivot: np.ndarray) -> np.ndarray:
+    """4x4 matrix rotating about ``pivot`` (GL frame)."""
+    m = np.eye(4)
+    m[:3, :3] = rotation
+    m[:3, 3] = pivot - rotation @ pivot
+    return m
+
+
+@dataclass(frozen=True)
+class HeadScene:
+    """A fitted face and its photo, ready to be turned; all coordinates in the GL frame."""
+
+    face_vertices: np.ndarray  # (468, 3)
+    face_uv: np.ndarray  # (468, 2) texture coordinates (v up)
+    face_triangles: np.ndarray  # (898, 3)
+    pivot: np.ndarray  # (3,)
+    fit_rotation: np.ndarray  # (3, 3) the head's rotation in the photo
+    anchors: np.ndarray  # (A, 3) background anchor points
+    anchor_share: np.ndarray  # (A,) share of the head rotation each anchor follows, 0..1
+    anchor_uv: np.ndarray  # (A, 2) texture coordinates into the photo (v up)
+    anchor_triangles: np.ndarray  # (B, 3)
+    image_size: tuple[int, int]  # height, width
+
+    def head_matrix(self, rotation: np.ndarray) -> np.ndarray:
+        """4x4 pose that turns the face from its photo pose to ``rotation`` (GL frame)."""
+        return rigid(rotation @ self.fit_rotation.T, self.pivot)
+
+    def face_at(self, rotation: np.ndarray) -> np.ndarray:
+        """(468, 3) face vertices turned to ``rotation``."""
+        m = self.head_matrix(rotation)
+        return self.face_vertices @ m[:3, :3].T + m[:3, 3]
+
+    def anchors_at(self, rotation: np.ndarray) -> np.ndarray:
+        """(A, 3) background anchors, each following its share of the turn."""
+        delta = rotation @ self.fit_rotation.T
+        shares = np.unique(self.anchor_share)
+        turns = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([np.eye(3), delta])))(shares).as_matrix()
+        out = self.anchors.copy()
+        for share, turn in zip(shares, turns, strict=True):
+            sel = self.anchor_share == share
+            out[sel] = (self.anchors[sel] - self.pivot) @ turn.T + self.pivot
+        return out
+
+
+def build_head_scene(fit: FaceFit) -> HeadScene:
+    height, width = (int(v) for v in fit.image_size)
+    topo = mesh_topology()
+    face = np.asarray(fit.vertices, np.float64) * TO_GL
+    pivot = (np.asarray(fit.transform) @ np.append(PIVOT_CANONICAL, 1.0)) * TO_GL
+    face_uv = np.column_stack([topo.uvs[:, 0], 1.0 - topo.uvs[:, 1]])
+
+    contour = face[contour_loop()]
+    centre = contour[:, :2].mean(0)
+    points, shares = [contour], [np.ones(len(contour))]
+    for scale, share in RINGS:
+        ring = np.column_stack([centre + (contour[:, :2] - centre) * scale, np.full(len(contour), pivot[2])])
+        ring[:, 0] = np.clip(ring[:, 0], 0, width)
+        ring[:, 1] = np.clip(ring[:, 1], -height, 0)
+        points.append(ring)
+        shares.append(np.full(len(ring), share))
+    t = np.linspace(0, 1, BORDER_POINTS_PER_SIDE, endpoint=False)
+    border_xy = np.concatenate(
+        [
+            np.column_stack([t * width, np.zeros_like(t)]),
+            np.column_stack([np.full_like(t, width), -t * height]),
+            np.column_stack([(1 - t) * width, np.full_like(t, -height)]),
+            np.column_stack([np.zeros_like(t), -(1 - t) * height]),
+        ]
+    )
+    points.append(np.column_stack([border_xy, np.full(len(border_xy), pivot[2])]))
+    shares.append(np.zeros(len(border_xy)))
+    anchors, anchor_share = np.concatenate(points), np.concatenate(shares)
+    # Rings clipped to the border collapse onto border points: drop exact duplicates before triangulating.
+    _, keep = np.unique(np.round(anchors[:, :2], 3), axis=0, return_index=True)
+    keep = np.sort(keep)
+    anchors, anchor_share = anchors[keep], anchor_share[keep]
+
+    tri = Delaunay(anchors[:, :2]).simplices
+    # The face mesh covers the inside of its contour; drop background triangles there.
+    n_contour = len(contour)
+    inside = (tri < n_contour).all(1) & _inside_polygon(anchors[tri].mean(1)[:, :2], contour[:, :2])
+    tri = tri[~inside]
+    # Counter-clockwise seen from the viewer, like the face mesh.
+    a, b, c = (anchors[tri[:, k], :2] for k in range(3))
+    cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    tri[cross < 0] = tri[cross < 0][:, ::-1]
+
+    anchor_uv = np.column_stack([anchors[:, 0] / width, 1.0 + anchors[:, 1] / height])
+    return HeadScene(
+        face_vertices=face,
+        face_uv=face_uv,
+        face_triangles=topo.triangles,
+        pivot=pivot,
+        fit_rotation=np.asarray(fit.rotation, np.float64),
+        anchors=anchors,
+        anchor_share=anchor_share,
+        anchor_uv=anchor_uv,
+        anchor_triangles=tri.astype(np.int32),
+        image_size=(height, width),
+    )
+
+
+def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd rule, vectorised over points and edges."""
+    x, y = points[:, :1], points[:, 1:]
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = ((y0 > y) != (y1 > y)) & (x < (x1 - x0) * (y - y0) / np.where(y1 == y0, 1e-12, y1 - y0) + x0)
+    return crosses.sum(1) % 2 == 1
