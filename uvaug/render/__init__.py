@@ -1,0 +1,1 @@
+"""Stage 3: render fitted faces at new head poses."""
