@@ -1,0 +1,103 @@
+"""The render stage on real photos: fidelity to the photo, mirror consistency, pose fidelity, crops, files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from uvaug.fit.uv import uv_layout, visibility
+from uvaug.render.align import ARCFACE_TEMPLATE, arcface_matrix, five_points
+from uvaug.render.renderer import Camera, HeadRenderer
+from uvaug.render.scene import TO_GL, build_head_scene, target_rotation
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+@pytest.fixture(scope="module")
+def astro_face(fitter, astronaut):
+    return fitter(astronaut)[0]
+
+
+def render(face, photo, yaw, pitch, background="photo", relative=False, camera=None):
+    head = build_head_scene(face.fit)
+    rotation = target_rotation(face.fit, yaw, pitch, relative)
+    renderer = HeadRenderer(head, face.uv, photo)
+    cam = camera or Camera.whole_photo(*photo.shape[:2])
+    return renderer.render(rotation, cam, background), head, rotation
+
+
+def test_render_at_the_fitted_pose_reproduces_the_photo(astro_face, astronaut):
+    """PSNR >= 25 dB over the photo pixels that the UV map's seen texels come from."""
+    image, _, _ = render(astro_face, astronaut, 0, 0, relative=True)
+    seen, points = visibility(astro_face.fit.vertices, astronaut.shape[:2], uv_layout(256))
+    mask = np.zeros(astronaut.shape[:2], bool)
+    xy = np.round(points[seen, :2]).astype(int)
+    mask[xy[:, 1], xy[:, 0]] = True
+    assert mask.sum() > 2000
+    value = psnr(image[mask], astronaut[mask])
+    assert value >= 25, value
+    # And the rest of the photo is untouched by a zero turn.
+    assert psnr(image, astronaut) >= 25
+
+
+def test_mirrored_fit_at_minus_yaw_is_the_mirror_of_plus_yaw(fitter, astronaut, astro_face):
+    mirrored_photo = np.ascontiguousarray(astronaut[:, ::-1])
+    mirrored_face = fitter(mirrored_photo)[0]
+    plus, _, _ = render(astro_face, astronaut, 30, 0)
+    minus, _, _ = render(mirrored_face, mirrored_photo, -30, 0)
+    value = psnr(minus, plus[:, ::-1])
+    assert value >= 25, value
+
+
+@pytest.mark.parametrize("yaw", [30, -30])
+def test_a_refit_of_a_turned_render_reads_the_asked_yaw(fitter, astronaut, astro_face, yaw):
+    image, _, _ = render(astro_face, astronaut, yaw, 0)
+    refit = fitter(np.ascontiguousarray(image))[0].fit
+    assert refit.yaw == pytest.approx(yaw, abs=4)
+    assert refit.pitch == pytest.approx(0, abs=6)  # absolute views: pitch 0 was asked too
+
+
+def test_pitch_turns_the_face_up(fitter, astronaut, astro_face):
+    image, _, _ = render(astro_face, astronaut, 0, 15)
+    refit = fitter(np.ascontiguousarray(image))[0].fit
+    # The photo is at pitch -9.5, so this is a 24.5-degree turn. Renders overshoot in pitch (about +8 degrees
+    # at +15 on the test photos; benchmarks/render_pose_fidelity.py measures it): check sign and magnitude.
+    assert 11 < refit.pitch < 27
+    assert refit.yaw == pytest.approx(0, abs=4)
+
+
+def test_aligned_crop_puts_the_five_points_on_the_arcface_template(astro_face, astronaut):
+    head = build_head_scene(astro_face.fit)
+    frontal = target_rotation(astro_face.fit, 0, 0)
+    points = five_points(head.face_at(frontal) * TO_GL)
+    matrix = arcface_matrix(points)
+    mapped = points @ matrix[:, :2].T + matrix[:, 2]
+    assert np.abs(mapped - ARCFACE_TEMPLATE).max() < 6  # a similarity cannot fit five points exactly
+    # Turned faces are aligned by the same rule (their nose then sits off the frontal template's nose).
+    rotation = target_rotation(astro_face.fit, 30, 0)
+    matrix = arcface_matrix(five_points(head.face_at(rotation) * TO_GL))
+    crop = HeadRenderer(head, astro_face.uv, astronaut).render(
+        rotation, Camera.from_similarity(matrix, 112, 112)
+    )
+    assert crop.shape == (112, 112, 3)
+    # The crop's centre is face (skin), not background: brighter than the dark helmet/suit parts and varied.
+    assert crop[40:80, 35:77].mean() > 80 and crop.std() > 20
+
+
+def test_background_none_is_rgba_with_transparent_surroundings(astro_face, astronaut):
+    image, _, _ = render(astro_face, astronaut, 20, 0, background="none")
+    assert image.shape == (*astronaut.shape[:2], 4)
+    alpha = image[..., 3]
+    assert alpha[0, 0] == 0 and alpha[-1, -1] == 0  # corners: no face
+    x0, y0, x1, y1 = astro_face.fit.box.astype(int)
+    assert (alpha[y0:y1, x0:x1] > 0).mean() > 0.5  # most of the face box is face
+
+
+def test_black_background_keeps_only_the_face(astro_face, astronaut):
+    image, _, _ = render(astro_face, astronaut, 0, 0, background="black", relative=True)
+    assert (image[:40, :40] == 0).all()  # the flag corner is gone
+    x0, y0, x1, y1 = astro_face.fit.box.astype(int)
+    assert image[y0:y1, x0:x1].mean() > 60
