@@ -65,8 +65,10 @@ def test_yaw_bins_for_benchmark_masks(fit_dir):
     hidden = {}
     for low, high in ((30, 45), (75, 90)):
         pairs = SelfOcclusionPairs(faces, seed=0, yaw_range=(low, high))
-        hidden[low] = np.mean([
-            ((t[..., 3] >= 128) & (s[..., 3] < 128)).sum() / (t[..., 3] >= 128).sum()
-            for s, t in (pairs[i] for i in range(len(pairs)))
-        ])
+        hidden[low] = np.mean(
+            [
+                ((t[..., 3] >= 128) & (s[..., 3] < 128)).sum() / (t[..., 3] >= 128).sum()
+                for s, t in (pairs[i] for i in range(len(pairs)))
+            ]
+        )
     assert hidden[75] > hidden[30] + 0.1

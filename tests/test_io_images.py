@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from uvaug.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageLoadError, load_image
+from uvaug.io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    MissingAlphaError,
+    load_image,
+    load_rgba,
+)
 
 # Any warning (Pillow's palette/bomb warnings, unclosed files reported by pytest) is a failure.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -98,6 +105,33 @@ def test_palette(tmp_path: Path, transparency: int | bytes | None) -> None:
     im.save(tmp_path / "p.png", **extra)
     arr = load_image(tmp_path / "p.png")
     np.testing.assert_array_equal(arr[0], [[200, 10, 20], [0, 255, 0], [5, 6, 7], [0, 255, 0]])
+
+
+def test_load_rgba_keeps_alpha(tmp_path: Path) -> None:
+    rgba = np.dstack([_gradient(), np.arange(24 * 32, dtype=np.uint8).reshape(24, 32)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    arr = load_rgba(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(arr, rgba)
+    assert arr.dtype == np.uint8 and not arr.flags.writeable
+
+    gray = _gradient()[:, :, 0]
+    Image.fromarray(np.dstack([gray, 255 - gray]), "LA").save(tmp_path / "la.png")
+    np.testing.assert_array_equal(load_rgba(tmp_path / "la.png"), np.dstack([gray, gray, gray, 255 - gray]))
+
+    im = Image.fromarray(np.array([[0, 1]], np.uint8), "P")
+    im.putpalette([200, 10, 20, 0, 255, 0] + [0] * 254 * 3)
+    im.save(tmp_path / "p.png", transparency=1)
+    np.testing.assert_array_equal(load_rgba(tmp_path / "p.png")[0], [[200, 10, 20, 255], [0, 255, 0, 0]])
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "I;16"])
+def test_load_rgba_refuses_images_without_alpha(tmp_path: Path, mode: str) -> None:
+    Image.fromarray(_gradient()).convert(mode).save(tmp_path / "no_alpha.png")
+    with pytest.raises(MissingAlphaError, match=f"no alpha channel \\(mode {mode}"):
+        load_rgba(tmp_path / "no_alpha.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageLoadError, match="empty file"):
+        load_rgba(tmp_path / "empty.png")
 
 
 def test_cmyk_jpeg(tmp_path: Path) -> None:

@@ -4,6 +4,10 @@ Per input image ``<rel>/<stem>.<ext>`` and detected face ``k`` (0 = largest), th
 ``<rel>/<stem>.f<k>.uv.png`` (RGBA UV map), ``<rel>/<stem>.f<k>.fit.npz`` (the fit, :class:`FaceFit`) and,
 with ``--mesh``, ``<rel>/<stem>.f<k>.glb``. Each output folder has one ``manifest.jsonl`` with a line per
 input image and face (:data:`MANIFEST_FIELDS`).
+
+The completion stage writes each completed UV map under the same relative path as its input map (so
+``<rel>/<stem>.f<k>.uv.png`` for a fit output), which is how later stages pair completed maps with fits, and
+a ``manifest.jsonl`` with a line per input map (:data:`COMPLETE_MANIFEST_FIELDS`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ STATUS_ERROR = "error"
 
 #: Keys of every fit manifest line; ``face`` is null for a line that speaks for a whole image.
 MANIFEST_FIELDS = ("input", "face", "status", "message", "yaw", "pitch", "roll", "uv", "fit", "path")
+
+#: Keys of every completion manifest line: ``input`` and ``output`` (paths relative to the input and output
+#: folders), ``known`` (fraction of the face's texels the input map knew), ``method`` (``model`` or
+#: ``symmetric``) and ``model`` (the ONNX file's name, null for ``symmetric``).
+COMPLETE_MANIFEST_FIELDS = ("input", "status", "message", "output", "known", "method", "model")
+
+#: Side lengths (texels) a square UV map may have; the fit stage writes 256 by default.
+UV_SIZE_MIN, UV_SIZE_MAX = 16, 4096
 
 
 def artifact_path(stem: PurePosixPath, face: int, suffix: str) -> PurePosixPath:

@@ -41,7 +41,10 @@ def fit_command(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Output folder [default: INPUT-fit beside the input].", show_default=False
+            "--output",
+            "-o",
+            help="Output folder \\[default: INPUT-fit beside the input].",
+            show_default=False,
         ),
     ] = None,
     faces: Annotated[
@@ -62,7 +65,7 @@ def fit_command(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", "-w", help="Worker processes [default: CPU cores].", min=1, show_default=False
+            "--workers", "-w", help="Worker processes \\[default: CPU cores].", min=1, show_default=False
         ),
     ] = None,
     overwrite: Annotated[

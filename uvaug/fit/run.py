@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from uvaug.artifacts import (
@@ -22,19 +19,17 @@ from uvaug.artifacts import (
 )
 from uvaug.fit.fitter import FitOptions, create_fitter
 from uvaug.io import (
-    MANIFEST_NAME,
     ImageLoadError,
     InputItem,
-    ManifestWriter,
     artifact_stems,
-    cleanup_temp_files,
-    compact_manifest,
     load_image,
     write_bytes_atomic,
     write_image_atomic,
 )
+from uvaug.runner import Record, RunReport, prepare_output, previous_records, record_results, run_jobs
 
-Record = dict[str, object]
+#: A fit manifest holds a record per input and face (``face`` null for a record about the whole input).
+MANIFEST_KEY = ("input", "face")
 
 
 @dataclass(frozen=True)
@@ -53,17 +48,14 @@ class WorkerConfig:
 
 
 @dataclass
-class FitReport:
-    total: int = 0  # inputs found
-    skipped: int = 0  # already finished by an earlier run
-    processed: int = 0
-    faces: int = 0
-    statuses: Counter = field(default_factory=Counter)  # per processed input: ok / no_face / error
-    seconds: float = 0.0
+class FitReport(RunReport):
+    """Per-input counts (``statuses``: ok / no_face / error) and the number of faces fitted."""
 
-    @property
-    def rate(self) -> float:
-        return self.processed / self.seconds if self.seconds > 0 else 0.0
+    faces: int = 0
+
+    def count(self, records: Sequence[Record]) -> None:
+        super().count(records)
+        self.faces += sum(r["status"] == STATUS_OK for r in records)
 
 
 class _FitWorker:
@@ -119,28 +111,6 @@ class _FitWorker:
         return records
 
 
-_WORKER: _FitWorker | None = None
-_INIT_ERROR: BaseException | None = None
-
-
-def _init_worker(config: WorkerConfig) -> None:
-    # An exception escaping a Pool initializer kills the worker, the pool starts a replacement that fails
-    # the same way, and the run hangs forever. Keep it and raise it from the first job instead, which
-    # re-raises it in the parent (unknown backend, missing or altered model file).
-    global _WORKER, _INIT_ERROR
-    try:
-        _WORKER = _FitWorker(config)
-    except Exception as exc:
-        _INIT_ERROR = exc
-
-
-def _run_job(job: FitJob) -> list[Record]:
-    if _INIT_ERROR is not None:
-        raise _INIT_ERROR
-    assert _WORKER is not None
-    return _WORKER(job)
-
-
 def finished_inputs(records: Sequence[Record], out_dir: Path, write_mesh: bool) -> set[str]:
     """Inputs whose last recorded outcome is final (ok or no_face) and whose artifacts are all on disk.
 
@@ -168,9 +138,7 @@ def plan_jobs(
     """Jobs still to run, and how many inputs an earlier run already finished."""
     stems = artifact_stems(items)
     done = (
-        set()
-        if overwrite
-        else finished_inputs(compact_manifest(out_dir / MANIFEST_NAME), out_dir, write_mesh)
+        set() if overwrite else finished_inputs(previous_records(out_dir, MANIFEST_KEY), out_dir, write_mesh)
     )
     jobs = [
         FitJob(path=str(it.path), rel=it.rel.as_posix(), stem=stems[it.rel].as_posix())
@@ -178,20 +146,6 @@ def plan_jobs(
         if it.rel.as_posix() not in done
     ]
     return jobs, len(items) - len(jobs)
-
-
-def _results(jobs: list[FitJob], config: WorkerConfig, workers: int) -> Iterator[list[Record]]:
-    if workers <= 1 or len(jobs) <= 1:
-        worker = _FitWorker(config)
-        for job in jobs:
-            yield worker(job)
-        return
-    workers = min(workers, len(jobs))
-    chunk = max(1, min(16, len(jobs) // (workers * 8)))
-    # forkserver: the parent holds threads (progress display) that make plain fork unsafe.
-    ctx = mp.get_context("forkserver")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
-        yield from pool.imap_unordered(_run_job, jobs, chunksize=chunk)
 
 
 def fit_inputs(
@@ -210,9 +164,7 @@ def fit_inputs(
 
     ``on_start(to_do, skipped)`` is called once before the work, ``on_result(records)`` after each input.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cleanup_temp_files(out)
+    out = prepare_output(out_dir)
     jobs, skipped = plan_jobs(items, out, overwrite, write_mesh)
     report = FitReport(total=len(items), skipped=skipped)
     if on_start:
@@ -220,19 +172,6 @@ def fit_inputs(
     config = WorkerConfig(
         out_dir=str(out), backend=backend, options=options or FitOptions(), write_mesh=write_mesh
     )
-    start = time.perf_counter()
-    try:
-        with ManifestWriter(out / MANIFEST_NAME) as manifest:
-            for records in _results(jobs, config, workers):
-                for rec in records:
-                    manifest.write(rec)
-                report.processed += 1
-                report.faces += sum(r["status"] == STATUS_OK for r in records)
-                statuses = {r["status"] for r in records}
-                report.statuses[STATUS_OK if STATUS_OK in statuses else records[0]["status"]] += 1
-                if on_result:
-                    on_result(records)
-    finally:
-        report.seconds = time.perf_counter() - start
-        compact_manifest(out / MANIFEST_NAME)
+    results = run_jobs(jobs, _FitWorker, config, workers)
+    record_results(out, results, report, key=MANIFEST_KEY, on_result=on_result)
     return report

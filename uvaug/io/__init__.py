@@ -13,7 +13,14 @@ from uvaug.io.atomic import (
     write_text_atomic,
 )
 from uvaug.io.discover import InputError, InputItem, artifact_stems, discover_inputs
-from uvaug.io.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageLoadError, load_image
+from uvaug.io.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    MissingAlphaError,
+    load_image,
+    load_rgba,
+)
 from uvaug.io.manifest import MANIFEST_NAME, ManifestWriter, compact_manifest, read_manifest
 
 __all__ = [
@@ -24,12 +31,14 @@ __all__ = [
     "InputError",
     "InputItem",
     "ManifestWriter",
+    "MissingAlphaError",
     "artifact_stems",
     "atomic_path",
     "cleanup_temp_files",
     "compact_manifest",
     "discover_inputs",
     "load_image",
+    "load_rgba",
     "read_manifest",
     "savez_atomic",
     "write_bytes_atomic",

@@ -12,13 +12,21 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, TiffImagePlugin
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageLoadError", "load_image"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "ImageLoadError",
+    "MissingAlphaError",
+    "load_image",
+    "load_rgba",
+]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 """Suffixes (lower-case, with the dot) treated as images; compare with ``suffix.lower()``."""
@@ -37,6 +45,10 @@ class ImageLoadError(Exception):
     """A file could not be turned into an image; ``str()`` is a short reason for a manifest."""
 
 
+class MissingAlphaError(ImageLoadError):
+    """:func:`load_rgba` read an image that has no alpha channel."""
+
+
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode ``path`` into a read-only, C-contiguous RGB ``uint8`` array of shape (H, W, 3).
 
@@ -48,8 +60,30 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     The array is read-only on every path because the fast path wraps Pillow's buffer without a
     copy; call ``.copy()`` before modifying it in place.
     """
+    with _open(path) as f:
+        rgb = _decode(f, max_pixels, _pil_to_rgb, tiff_fallback=True)
+    rgb.flags.writeable = False
+    return rgb
+
+
+def load_rgba(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image that carries transparency into a read-only RGBA ``uint8`` array (H, W, 4).
+
+    For files where alpha means something (UV maps: alpha 0 marks missing texels), so an image without an
+    alpha channel or transparency key is a :class:`MissingAlphaError` (``no alpha channel (mode RGB)``)
+    rather than a guess. Otherwise it behaves as :func:`load_image` (size limit, eager decoding, EXIF
+    orientation, first frame, one-line errors).
+    """
+    with _open(path) as f:
+        rgba = _decode(f, max_pixels, _pil_to_rgba, tiff_fallback=False)
+    rgba.flags.writeable = False
+    return rgba
+
+
+def _open(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading, every failure (and an empty file) mapped to an :class:`ImageLoadError`."""
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the ``with`` below, after the error mapping
+        f = open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
         raise ImageLoadError("file not found") from None
     except IsADirectoryError:
@@ -58,23 +92,23 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise ImageLoadError("permission denied") from None
     except OSError as exc:
         raise ImageLoadError(f"cannot open file: {_one_line(exc)}") from None
-    with f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise ImageLoadError("empty file")
-        rgb = _decode(f, max_pixels)
-    rgb.flags.writeable = False
-    return rgb
+    if os.fstat(f.fileno()).st_size == 0:
+        f.close()
+        raise ImageLoadError("empty file")
+    return f
 
 
-def _decode(f: BinaryIO, max_pixels: int) -> np.ndarray:
-    """Pillow first (fast, lazy header), OpenCV only for TIFF variants Pillow cannot read."""
+def _decode(
+    f: BinaryIO, max_pixels: int, to_array: Callable[[Image.Image], np.ndarray], tiff_fallback: bool
+) -> np.ndarray:
+    """Pillow first (fast, lazy header), OpenCV only for TIFF variants Pillow cannot read (if allowed)."""
     _ensure_pil_limit_at_least(max_pixels)
     try:
         im = Image.open(f)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(_too_large_from_pil(exc, max_pixels)) from None
     except Image.UnidentifiedImageError:
-        if _has_tiff_magic(f):
+        if tiff_fallback and _has_tiff_magic(f):
             return _decode_tiff_with_cv2(f, max_pixels)
         raise ImageLoadError("not an image (unrecognised format)") from None
     except MemoryError:
@@ -86,7 +120,7 @@ def _decode(f: BinaryIO, max_pixels: int) -> np.ndarray:
     try:
         im.load()  # decode everything now: truncation must raise here (LOAD_TRUNCATED_IMAGES untouched)
         _apply_exif_orientation(im)
-        return _pil_to_rgb(im)
+        return to_array(im)
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -158,6 +192,20 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     except ValueError:
         raise ImageLoadError(f"unsupported pixel mode: {mode}") from None
     return np.asarray(rgb)
+
+
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+
+
+def _pil_to_rgba(im: Image.Image) -> np.ndarray:
+    if im.mode == "RGBA":
+        return np.asarray(im)
+    if im.mode not in _ALPHA_MODES and "transparency" not in im.info:
+        raise MissingAlphaError(f"no alpha channel (mode {im.mode})")
+    try:
+        return np.asarray(im.convert("RGBA"))
+    except ValueError:
+        raise ImageLoadError(f"unsupported pixel mode: {im.mode}") from None
 
 
 def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
