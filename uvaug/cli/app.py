@@ -10,10 +10,14 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from uvaug import __version__
+from uvaug.cli.complete import EPILOG as COMPLETE_EPILOG
+from uvaug.cli.complete import complete_command
 from uvaug.cli.console import console, fail
 from uvaug.cli.doctor import doctor_command
 from uvaug.cli.fit import EPILOG as FIT_EPILOG
 from uvaug.cli.fit import fit_command
+from uvaug.cli.render import EPILOG as RENDER_EPILOG
+from uvaug.cli.render import render_command
 
 try:  # recent typer ships its own copy of click
     from typer._click.exceptions import UsageError
@@ -78,6 +82,8 @@ def _root(
 
 
 app.command("fit", epilog=FIT_EPILOG)(fit_command)
+app.command("complete", epilog=COMPLETE_EPILOG)(complete_command)
+app.command("render", epilog=RENDER_EPILOG)(render_command)
 app.command("doctor")(doctor_command)
 
 

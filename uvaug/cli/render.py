@@ -1,0 +1,148 @@
+"""``uvaug render``: every fitted face at every requested yaw/pitch, in its own photo or as aligned crops."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from uvaug.cli.console import console, default_output, fail, progress_bar, summary_table
+
+EPILOG = """[bold]Examples[/]
+
+  uvaug render photos-fit/ --yaw -60:60:15               [dim]# 9 views per face, whole photos[/]
+  uvaug render photos-fit/ --uv photos-fit-completed/ --yaw -45,0,45 --pitch -20:20:20 --align arcface
+  uvaug render fits/ --yaw 30 --relative --background none   [dim]# 30 degrees more than fitted, RGBA[/]
+
+Angles are degrees (yaw > 0: nose towards the image's right; pitch > 0: chin up), as START:STOP:STEP (STOP
+included when on the grid) or comma lists; every yaw is combined with every pitch. Outputs mirror the input
+folders: [cyan]<stem>_y+30_p-10.jpg[/] (PNG with --background none), faces after the first as
+[cyan]<stem>.f<k>_y+30_p-10.jpg[/], and [cyan]manifest.jsonl[/] (a line per face and view). Reruns skip views
+already rendered. Without --uv the fit's own incomplete UV maps are used, so unseen parts of the face show as
+holes: complete them first with [bold]uvaug complete[/].
+"""
+
+
+class BackgroundChoice(StrEnum):
+    photo = "photo"
+    black = "black"
+    none = "none"
+
+
+class AlignChoice(StrEnum):
+    none = "none"
+    arcface = "arcface"
+
+
+def render_command(
+    fits: Annotated[
+        Path, typer.Argument(metavar="FITS", help="A `uvaug fit` output folder.", show_default=False)
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Output folder [default: FITS-render beside it].", show_default=False
+        ),
+    ] = None,
+    uv: Annotated[
+        Path | None,
+        typer.Option(
+            "--uv", help="Folder of completed UV maps (matched to fits by relative path).", show_default=False
+        ),
+    ] = None,
+    yaw: Annotated[str, typer.Option(help="Yaw angles: START:STOP:STEP or a comma list.")] = "-60:60:15",
+    pitch: Annotated[str, typer.Option(help="Pitch angles: START:STOP:STEP or a comma list.")] = "0",
+    relative: Annotated[
+        bool, typer.Option("--relative", help="Angles are offsets from the fitted pose, not absolute poses.")
+    ] = False,
+    background: Annotated[
+        BackgroundChoice,
+        typer.Option(help="photo: the head turns in its own photo; black; none: RGBA, face only."),
+    ] = BackgroundChoice.photo,
+    align: Annotated[
+        AlignChoice, typer.Option(help="arcface: crops aligned to the ArcFace 5-point template.")
+    ] = AlignChoice.none,
+    size: Annotated[int, typer.Option(help="Side of aligned crops in pixels.", min=16, max=2048)] = 112,
+    quality: Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100)] = 95,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the original photos, if they moved since fitting.", show_default=False),
+    ] = None,
+    sheet: Annotated[
+        Path | None, typer.Option(help="Also write a contact sheet PNG (faces by views).", show_default=False)
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-w", help="Worker processes [default: CPU cores].", min=1, show_default=False
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo views an earlier run rendered.")
+    ] = False,
+) -> None:
+    """Render every fitted face at every requested yaw/pitch: whole photos or recognition-ready crops."""
+    from uvaug.render.grid import GridError, parse_angles, pose_grid
+    from uvaug.render.run import RenderInputError, RenderOptions, plan_render, render_fits
+    from uvaug.runner import available_cores
+
+    try:
+        views = tuple(pose_grid(parse_angles(yaw, "yaw"), parse_angles(pitch, "pitch")))
+    except GridError as exc:
+        fail(str(exc))
+    if not fits.is_dir():
+        fail(f"fit folder not found: {fits}")
+    if uv is not None and not uv.is_dir():
+        fail(f"UV folder not found: {uv}")
+    if images is not None and not images.is_dir():
+        fail(f"image folder not found: {images}")
+    out = output or default_output(fits, "render")
+    options = RenderOptions(
+        views=views,
+        relative=relative,
+        background=background.value,
+        align=align.value,
+        size=size,
+        jpeg_quality=quality,
+    )
+    try:
+        plan = plan_render(fits, out, options, uv_dir=uv, images_dir=images, overwrite=overwrite)
+    except RenderInputError as exc:
+        fail(str(exc))
+    if plan.faces == 0:
+        fail(f"no fitted faces in {fits} (every image was no_face or error)")
+    workers = workers or available_cores()
+
+    rendered = {"ok": 0, "views": 0}
+
+    with progress_bar(unit="face") as progress:
+        task = progress.add_task("render", total=len(plan.jobs))
+        if plan.done_views:
+            progress.console.print(f"resuming: {plan.done_views} views already rendered in {out}")
+
+        def on_result(records: list) -> None:
+            rendered["views"] += len(records)
+            rendered["ok"] += sum(r["status"] == "ok" for r in records)
+            progress.advance(task)
+
+        report = render_fits(plan, out, options, workers=workers, on_result=on_result)
+    rows = {
+        "faces": plan.faces,
+        "views per face": len(views),
+        "skipped (done earlier)": report.skipped,
+        "rendered faces": report.processed,
+        **{f"  {status}": n for status, n in sorted(report.statuses.items())},
+        "views rendered": f"{rendered['ok']} of {rendered['views']}",
+        "time": f"{report.seconds:.1f} s",
+        "rate": f"{rendered['ok'] / max(report.seconds, 1e-9):.1f} views/s ({workers} workers)",
+        "manifest": out / "manifest.jsonl",
+    }
+    if sheet is not None:
+        from uvaug.render.run import write_sheet
+
+        write_sheet(out, sheet, views)
+        rows["contact sheet"] = sheet
+    console.print(summary_table("uvaug render", rows))
+    print(out)

@@ -1,0 +1,270 @@
+"""Render every fitted face at every requested view: whole photos or aligned crops, resumable per view."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from uvaug.artifacts import FIT_SUFFIX, STATUS_ERROR, STATUS_OK, FaceFit
+from uvaug.io import (
+    MANIFEST_NAME,
+    ImageLoadError,
+    load_image,
+    read_manifest,
+    write_image_atomic,
+    write_text_atomic,
+)
+from uvaug.render.align import ARCFACE_SIZE, arcface_matrix, five_points
+from uvaug.render.grid import View, view_output_name
+from uvaug.render.renderer import Background, Camera, HeadRenderer, gl_context
+from uvaug.render.scene import TO_GL, build_head_scene, target_rotation
+from uvaug.runner import RunReport, prepare_output, record_results, run_jobs
+
+Record = dict[str, object]
+#: A render manifest has one line per fitted face and view.
+RENDER_KEY = ("input", "face", "view")
+
+
+class RenderInputError(ValueError):
+    """The fit folder (or the UV folder) cannot be rendered at all."""
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    views: tuple[View, ...]
+    relative: bool = False  # views are offsets from the fitted pose
+    background: Background = "photo"
+    align: Literal["none", "arcface"] = "none"
+    size: int = ARCFACE_SIZE  # side of aligned crops
+    jpeg_quality: int = 95
+
+    @property
+    def extension(self) -> str:
+        return ".png" if self.background == "none" else ".jpg"
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    input: str  # the photo's path relative to the fit input root (manifest ``input``)
+    face: int
+    fit: str  # absolute paths
+    texture: str
+    photo: str
+    outputs: tuple[tuple[View, str], ...]  # views still to render and their output paths (relative)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    out_dir: str
+    options: RenderOptions
+
+
+@dataclass
+class RenderPlan:
+    jobs: list[RenderJob] = field(default_factory=list)
+    faces: int = 0  # fitted faces found
+    done_views: int = 0  # views an earlier run finished
+
+
+def read_texture(path: str | os.PathLike) -> np.ndarray:
+    """RGBA UV map; a map without alpha counts as complete (alpha 255 everywhere)."""
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise ImageLoadError(f"cannot read UV map {path}")
+    if data.ndim == 2:
+        data = cv2.cvtColor(data, cv2.COLOR_GRAY2BGR)
+    if data.dtype != np.uint8:
+        data = (data >> 8).astype(np.uint8)
+    if data.shape[0] != data.shape[1]:
+        raise ImageLoadError(f"UV map {path} is not square ({data.shape[1]}x{data.shape[0]})")
+    rgba = cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA if data.shape[2] == 4 else cv2.COLOR_BGR2RGBA)
+    return np.ascontiguousarray(rgba)
+
+
+def _fit_stem(fit_rel: str, face: int) -> PurePosixPath:
+    """``a/b/img.f0.fit.npz`` -> ``a/b/img``."""
+    path = PurePosixPath(fit_rel)
+    return path.with_name(path.name[: -len(f".f{face}{FIT_SUFFIX}")])
+
+
+def plan_render(
+    fits_dir: Path,
+    out: Path,
+    options: RenderOptions,
+    *,
+    uv_dir: Path | None = None,
+    images_dir: Path | None = None,
+    overwrite: bool = False,
+) -> RenderPlan:
+    """One job per fitted face with the views it still needs; views whose output exists are done."""
+    manifest = fits_dir / MANIFEST_NAME
+    if not manifest.is_file():
+        raise RenderInputError(
+            f"{fits_dir} is not a fit output folder (no {MANIFEST_NAME}); run `uvaug fit` first"
+        )
+    plan = RenderPlan()
+    for rec in read_manifest(manifest):
+        if rec.get("status") != STATUS_OK or rec.get("fit") is None:
+            continue
+        face = int(rec["face"])
+        plan.faces += 1
+        stem = _fit_stem(str(rec["fit"]), face)
+        outputs = []
+        for view in options.views:
+            rel = (stem.parent / view_output_name(stem.name, face, view, options.extension)).as_posix()
+            if not overwrite and (out / rel).is_file():
+                plan.done_views += 1
+            else:
+                outputs.append((view, rel))
+        if not outputs:
+            continue
+        texture = (uv_dir or fits_dir) / str(rec["uv"])
+        photo = images_dir / str(rec["input"]) if images_dir else Path(str(rec.get("path") or rec["input"]))
+        plan.jobs.append(
+            RenderJob(
+                input=str(rec["input"]),
+                face=face,
+                fit=str(fits_dir / str(rec["fit"])),
+                texture=str(texture),
+                photo=str(photo),
+                outputs=tuple(outputs),
+            )
+        )
+    return plan
+
+
+def _load_photo(path: str) -> np.ndarray:
+    """The fitted photo; a failure names the file, since :func:`load_image` only says what went wrong.
+
+    A bare "file not found" in a render manifest does not tell which of a face's inputs is missing (fit,
+    UV map or photo) nor where it was looked for, which is what a user needs to pass ``--images``.
+    """
+    try:
+        return load_image(path)
+    except ImageLoadError as exc:
+        raise ImageLoadError(f"cannot read photo {path}: {exc}") from None
+
+
+class _RenderWorker:
+    """Per-process state: the GL context, made once and reused for every face."""
+
+    def __init__(self, config: RenderConfig):
+        self.out = Path(config.out_dir)
+        self.options = config.options
+        gl_context()  # fail at start-up, not per face, when no GL platform works
+
+    def _record(self, job: RenderJob, view: View, rel: str | None, status: str, message: str = "") -> Record:
+        return {
+            "input": job.input,
+            "face": job.face,
+            "view": view.tag.lstrip("_"),
+            "yaw": view.yaw,
+            "pitch": view.pitch,
+            "status": status,
+            "message": message,
+            "output": rel,
+        }
+
+    def __call__(self, job: RenderJob) -> list[Record]:
+        opts = self.options
+        try:
+            fit = FaceFit.load(job.fit)
+            texture = read_texture(job.texture)
+            photo = _load_photo(job.photo) if opts.background == "photo" else None
+            if photo is not None and tuple(photo.shape[:2]) != tuple(int(v) for v in fit.image_size):
+                raise ImageLoadError(f"photo {job.photo} is not the size the fit was made on")
+            renderer = HeadRenderer(build_head_scene(fit), texture, photo)
+        except (OSError, ValueError, ImageLoadError) as exc:
+            return [self._record(job, view, None, STATUS_ERROR, str(exc)) for view, _ in job.outputs]
+        records = []
+        for view, rel in job.outputs:
+            try:
+                rotation = target_rotation(fit, view.yaw, view.pitch, opts.relative)
+                if opts.align == "arcface":
+                    points = five_points(renderer.head.face_at(rotation) * TO_GL)
+                    camera = Camera.from_similarity(arcface_matrix(points, opts.size), opts.size, opts.size)
+                else:
+                    camera = Camera.whole_photo(*(int(v) for v in fit.image_size))
+                image = renderer.render(rotation, camera, opts.background)
+                write_image_atomic(self.out / rel, image, jpeg_quality=opts.jpeg_quality)
+                records.append(self._record(job, view, rel, STATUS_OK))
+            except Exception as exc:  # one bad view must not stop the others
+                records.append(self._record(job, view, None, STATUS_ERROR, f"{type(exc).__name__}: {exc}"))
+        return records
+
+
+def render_fits(
+    plan: RenderPlan,
+    out_dir: str | os.PathLike,
+    options: RenderOptions,
+    *,
+    workers: int = 1,
+    on_result: Callable[[Sequence[Record]], None] | None = None,
+) -> RunReport:
+    """Run a :func:`plan_render` plan; ``manifest.jsonl`` gets one line per face and view."""
+    out = prepare_output(out_dir)
+    _drop_replaced_records(out, plan)
+    report = RunReport(total=plan.faces, skipped=plan.faces - len(plan.jobs))
+    # Nothing to render (a finished rerun): skip the worker, whose GL context costs ~2 s to create.
+    config = RenderConfig(out_dir=str(out), options=options)
+    results = run_jobs(plan.jobs, _RenderWorker, config, workers) if plan.jobs else iter(())
+    record_results(out, results, report, key=RENDER_KEY, on_result=on_result)
+    return report
+
+
+def _view_key(record: Record) -> tuple[object, object, object]:
+    return record.get("input"), record.get("face"), record.get("view")
+
+
+def _drop_replaced_records(out: Path, plan: RenderPlan) -> None:
+    """Reduce the manifest to the latest record per face and view, minus those this run will write again.
+
+    The shared compaction that :func:`record_results` ends with keeps only the last run's records of each
+    input, which suits fit (a rerun redoes every face of an input) but not render, whose reruns redo only
+    the views that are missing: the new records would replace the input's other views. With the records
+    they replace removed first, a run's records never repeat a key already in the manifest and extend the
+    input's records instead. Read raw (not compacted), so lines appended by a killed run count too.
+    """
+    path = out / MANIFEST_NAME
+    if not path.is_file():
+        return
+    latest = {_view_key(rec): rec for rec in read_manifest(path)}
+    planned = {(job.input, job.face, view.tag.lstrip("_")) for job in plan.jobs for view, _ in job.outputs}
+    kept = [rec for key, rec in latest.items() if key not in planned]
+    write_text_atomic(path, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in kept))
+
+
+def write_sheet(out: Path, sheet_path: Path, views: Sequence[View], max_faces: int = 16) -> None:
+    """Contact sheet of the first ``max_faces`` rendered faces (sorted by input) by ``views``."""
+    from uvaug.render.sheet import write_contact_sheet
+
+    by_face: dict[tuple[str, int], dict[str, str]] = {}
+    for rec in read_manifest(out / MANIFEST_NAME):
+        if rec.get("status") == STATUS_OK and rec.get("output"):
+            by_face.setdefault((str(rec["input"]), int(rec["face"])), {})[str(rec["view"])] = str(
+                rec["output"]
+            )
+    rows = []
+    for (name, face), outputs in sorted(by_face.items())[:max_faces]:
+        cells = []
+        for view in views:
+            rel = outputs.get(view.tag.lstrip("_"))
+            cells.append(_read_rgb(out / rel) if rel else None)
+        rows.append((name if face == 0 else f"{name} #{face}", cells))
+    write_contact_sheet(sheet_path, rows, [view.label for view in views])
+
+
+def _read_rgb(path: Path) -> np.ndarray | None:
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        return None
+    return cv2.cvtColor(
+        data, cv2.COLOR_BGRA2RGBA if data.ndim == 3 and data.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    )
