@@ -43,7 +43,7 @@ def render_command(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Output folder [default: FITS-render beside it].", show_default=False
+            "--output", "-o", help="Output folder \\[default: FITS-render beside it].", show_default=False
         ),
     ] = None,
     uv: Annotated[
@@ -76,7 +76,7 @@ def render_command(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", "-w", help="Worker processes [default: CPU cores].", min=1, show_default=False
+            "--workers", "-w", help="Worker processes \\[default: CPU cores].", min=1, show_default=False
         ),
     ] = None,
     overwrite: Annotated[
