@@ -1,0 +1,284 @@
+"""The render stage on a real fit output: files, manifest, resume, broken inputs, completed maps, CLI errors.
+
+Every test fits the astronaut and Grace Hopper photos (kept in a sub-folder, so mirroring shows) with the real
+fitter into its own temporary folder (about 0.2 s), then renders them for real (pyrender, headless GL).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from uvaug.cli.app import app
+from uvaug.fit.run import fit_inputs
+from uvaug.io import MANIFEST_NAME, discover_inputs, load_rgba, read_manifest, write_image_atomic
+from uvaug.render.grid import View
+from uvaug.render.run import RenderOptions, plan_render, render_fits
+from uvaug.render.sheet import HEADER_HEIGHT, ROW_LABEL_WIDTH
+
+WIDE = {"COLUMNS": "200"}  # rich wraps at the terminal width; keep paths in messages on one line
+SUB = "people"  # the photos' sub-folder, which every output must mirror
+STEMS = ("astronaut", "hopper")
+PHOTO_SIZES = {"astronaut": (512, 512), "hopper": (600, 512)}  # height, width
+SHEET_CELL = 160  # write_sheet's cell size (contact_sheet's default)
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
+
+
+@pytest.fixture
+def fits(tmp_path: Path, astronaut: np.ndarray, hopper: np.ndarray) -> Path:
+    """A real ``uvaug fit`` output of ``photos/people/{astronaut,hopper}.jpg``: one face each."""
+    photos = tmp_path / "photos"
+    write_image_atomic(photos / SUB / "astronaut.jpg", astronaut)
+    write_image_atomic(photos / SUB / "hopper.jpg", hopper)
+    out = tmp_path / "fits"
+    report = fit_inputs(discover_inputs(photos), out, workers=1)
+    assert report.faces == 2, report
+    return out
+
+
+def output_name(stem: str, yaw: int, ext: str = "jpg") -> str:
+    return f"{SUB}/{stem}_y{yaw:+03d}_p+00.{ext}"
+
+
+def manifest_by_output(out: Path) -> dict[tuple[str, str], dict]:
+    """Render manifest records keyed by (input, view); fails on a duplicate key."""
+    records = read_manifest(out / MANIFEST_NAME)
+    keyed = {(str(r["input"]), str(r["view"])): r for r in records}
+    assert len(keyed) == len(records), records
+    return keyed
+
+
+def rendered_files(out: Path) -> set[str]:
+    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_NAME}
+
+
+def file_identity(path: Path) -> tuple[int, int]:
+    """Inode and mtime: atomic writes replace the file, so a re-render changes the inode."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns
+
+
+def green_pixels(image: np.ndarray) -> int:
+    """Pixels of nearly pure green (RGB), a colour neither test photo contains."""
+    rgb = image.astype(np.int32)
+    return int(((rgb[..., 1] > 180) & (rgb[..., 0] < 90) & (rgb[..., 2] < 90)).sum())
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    data = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert data is not None, path
+    return data[..., ::-1]
+
+
+def test_cli_renders_every_face_and_view_mirroring_the_inputs(fits: Path, tmp_path: Path):
+    sheet = tmp_path / "sheet.png"
+    result = invoke("render", fits, "--yaw", "-30:30:30", "-w", "1", "--sheet", sheet)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "fits-render"  # the default: FITS-render beside FITS
+    assert result.stdout.splitlines()[-1] == str(out)
+
+    expected = {output_name(stem, yaw) for stem in STEMS for yaw in (-30, 0, 30)}
+    assert rendered_files(out) == expected
+    records = manifest_by_output(out)
+    assert len(records) == len(expected)  # one line per face and view
+    for (name, view), rec in records.items():
+        stem = Path(name).stem
+        assert name == f"{SUB}/{stem}.jpg" and rec["face"] == 0
+        assert rec["status"] == "ok" and rec["message"] == ""
+        assert rec["output"] == output_name(stem, int(rec["yaw"])) and view == f"y{int(rec['yaw']):+03d}_p+00"
+        assert read_rgb(out / str(rec["output"])).shape == (*PHOTO_SIZES[stem], 3)  # whole photos
+
+    image = cv2.imread(str(sheet), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (HEADER_HEIGHT + 2 * SHEET_CELL, ROW_LABEL_WIDTH + 3 * SHEET_CELL, 3)
+
+
+def test_background_none_writes_rgba_png(fits: Path, tmp_path: Path):
+    out = tmp_path / "rgba"
+    result = invoke("render", fits, "-o", out, "--yaw", "30", "--background", "none", "-w", "1")
+    assert result.exit_code == 0, result.output
+    assert rendered_files(out) == {output_name(stem, 30, "png") for stem in STEMS}
+    for stem in STEMS:
+        rgba = load_rgba(out / output_name(stem, 30, "png"))
+        assert rgba.shape == (*PHOTO_SIZES[stem], 4)
+        alpha = rgba[..., 3]
+        assert alpha[0, 0] == 0 and alpha[-1, -1] == 0  # no face in the corners
+        assert (alpha == 255).sum() > 5000  # the face itself is opaque
+
+
+@pytest.mark.parametrize("size", [112, 96])
+def test_arcface_crops_have_the_asked_size(fits: Path, tmp_path: Path, size: int):
+    out = tmp_path / "crops"
+    result = invoke(
+        "render", fits, "-o", out, "--yaw", "-45,45", "--align", "arcface", "--size", size, "-w", "1"
+    )
+    assert result.exit_code == 0, result.output
+    assert rendered_files(out) == {output_name(stem, yaw) for stem in STEMS for yaw in (-45, 45)}
+    for name in rendered_files(out):
+        crop = read_rgb(out / name)
+        assert crop.shape == (size, size, 3)
+        assert crop.std() > 20  # a face, not an empty frame
+
+
+def test_resume_renders_only_missing_views(fits: Path, tmp_path: Path):
+    options = RenderOptions(views=(View(-30.0, 0.0), View(30.0, 0.0)))
+    out = tmp_path / "out"
+    plan = plan_render(fits, out, options)
+    assert (plan.faces, len(plan.jobs), plan.done_views) == (2, 2, 0)
+    report = render_fits(plan, out, options, workers=1)
+    assert report.processed == 2 and report.statuses["ok"] == 2
+    files = {name: file_identity(out / name) for name in rendered_files(out)}
+    assert len(files) == 4
+
+    # A rerun finds every view done and renders nothing.
+    plan = plan_render(fits, out, options)
+    assert (plan.faces, plan.jobs, plan.done_views) == (2, [], 4)
+    report = render_fits(plan, out, options, workers=1)
+    assert (report.processed, report.skipped) == (0, 2)
+    assert {name: file_identity(out / name) for name in rendered_files(out)} == files
+
+    # A deleted output is rendered again, and nothing else.
+    missing = output_name("hopper", 30)
+    (out / missing).unlink()
+    plan = plan_render(fits, out, options)
+    assert plan.done_views == 3
+    (job,) = plan.jobs
+    assert job.input == f"{SUB}/hopper.jpg" and job.outputs == ((View(30.0, 0.0), missing),)
+    report = render_fits(plan, out, options, workers=1)
+    assert report.processed == 1
+    again = {name: file_identity(out / name) for name in rendered_files(out)}
+    assert again.keys() == files.keys()
+    assert {name for name in files if again[name] != files[name]} == {missing}
+    records = manifest_by_output(out)
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records.values())
+
+    # The CLI says so on a rerun; --overwrite redoes every view.
+    result = invoke("render", fits, "-o", out, "--yaw", "-30,30", "-w", "1")
+    assert result.exit_code == 0, result.output
+    assert "resuming: 4 views already rendered" in result.stderr
+    assert {name: file_identity(out / name) for name in rendered_files(out)} == again
+    result = invoke("render", fits, "-o", out, "--yaw", "-30,30", "-w", "1", "--overwrite")
+    assert result.exit_code == 0, result.output
+    redone = {name: file_identity(out / name) for name in rendered_files(out)}
+    assert redone.keys() == again.keys() and all(redone[n] != again[n] for n in redone)
+    assert len(manifest_by_output(out)) == 4
+
+
+def test_a_rerun_of_some_views_keeps_the_other_views_in_the_manifest(fits: Path, tmp_path: Path):
+    """A run that redoes some views of a face (here --overwrite of one angle) replaces only their lines."""
+    out = tmp_path / "out"
+    for args in (["--yaw", "-15,30"], ["--yaw", "30", "--overwrite"], ["--yaw", "0"]):
+        result = invoke("render", fits, "-o", out, "-w", "1", *args)
+        assert result.exit_code == 0, result.output
+    records = manifest_by_output(out)
+    expected = {(f"{SUB}/{stem}.jpg", f"y{yaw:+03d}_p+00") for stem in STEMS for yaw in (-15, 0, 30)}
+    assert set(records) == expected
+    assert {r["output"] for r in records.values()} == rendered_files(out)
+
+
+def test_missing_uv_map_fails_only_that_face(fits: Path, tmp_path: Path):
+    uv_map = fits / SUB / "astronaut.f0.uv.png"
+    uv_map.unlink()
+    out = tmp_path / "out"
+    result = invoke("render", fits, "-o", out, "--yaw", "-30,30", "-w", "1")
+    assert result.exit_code == 0, result.output  # per-face failures are manifest entries, not a failed run
+    records = manifest_by_output(out)
+    assert len(records) == 4
+    for (name, _), rec in records.items():
+        if name == f"{SUB}/astronaut.jpg":
+            assert rec["status"] == "error" and rec["output"] is None
+            assert str(uv_map) in str(rec["message"])
+        else:
+            assert rec["status"] == "ok" and (out / str(rec["output"])).is_file()
+    assert rendered_files(out) == {output_name("hopper", yaw) for yaw in (-30, 30)}
+
+
+def test_missing_photo_fails_only_that_face_and_images_finds_it(fits: Path, tmp_path: Path):
+    photo = tmp_path / "photos" / SUB / "hopper.jpg"
+    moved = tmp_path / "moved"
+    (moved / SUB).mkdir(parents=True)
+    shutil.move(photo, moved / SUB / "hopper.jpg")
+    out = tmp_path / "out"
+    result = invoke("render", fits, "-o", out, "--yaw", "-30,30", "-w", "1")
+    assert result.exit_code == 0, result.output
+    records = manifest_by_output(out)
+    assert len(records) == 4
+    for (name, _), rec in records.items():
+        if name == f"{SUB}/hopper.jpg":
+            assert rec["status"] == "error" and rec["output"] is None
+            assert str(photo) in str(rec["message"]) and "file not found" in str(rec["message"])
+        else:
+            assert rec["status"] == "ok"
+    assert rendered_files(out) == {output_name("astronaut", yaw) for yaw in (-30, 30)}
+
+    # The rerun retries the failed views only (the astronaut's are done) and finds the photo under --images.
+    result = invoke("render", fits, "-o", out, "--yaw", "-30,30", "-w", "1", "--images", moved)
+    assert result.exit_code == 0, result.output
+    records = manifest_by_output(out)
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records.values())
+    assert rendered_files(out) == {output_name(stem, yaw) for stem in STEMS for yaw in (-30, 30)}
+
+
+def test_uv_option_renders_the_completed_maps(fits: Path, tmp_path: Path):
+    """A "completed" map whose filled-in texels are pure green: they appear on the side turned into view."""
+    completed = tmp_path / "completed"
+    for rec in read_manifest(fits / MANIFEST_NAME):
+        uv = load_rgba(fits / str(rec["uv"]))
+        filled = uv.copy()
+        filled[uv[..., 3] == 0, :3] = (0, 255, 0)
+        filled[..., 3] = 255
+        write_image_atomic(completed / str(rec["uv"]), filled)
+    with_uv, without = tmp_path / "with-uv", tmp_path / "without"
+    result = invoke("render", fits, "-o", with_uv, "--uv", completed, "--yaw", "60", "-w", "1")
+    assert result.exit_code == 0, result.output
+    result = invoke("render", fits, "-o", without, "--yaw", "60", "-w", "1")
+    assert result.exit_code == 0, result.output
+    for stem in STEMS:
+        name = output_name(stem, 60)
+        assert green_pixels(read_rgb(with_uv / name)) > 300, stem
+        assert green_pixels(read_rgb(without / name)) == 0, stem  # the fit's maps leave holes there
+
+
+def _usage_cases(tmp_path: Path, fits: Path) -> dict[str, tuple[Path, list[object], str]]:
+    """Per case: the FITS argument, further options, and what the one error line must say."""
+    photos = tmp_path / "photos"  # a folder, but no fit output
+    nope, no_uv = tmp_path / "nope", tmp_path / "no-uv"
+    return {
+        "malformed yaw": (fits, ["--yaw", "-30:30"], "--yaw: malformed angle spec"),
+        "zero step": (fits, ["--pitch", "-20:20:0"], "--pitch: step must not be 0"),
+        "angle beyond 90": (fits, ["--yaw", "0,95"], "--yaw: angle 95 is beyond +-90 degrees"),
+        "missing fits folder": (nope, [], f"fit folder not found: {nope}"),
+        "not a fit output": (photos, [], f"{photos} is not a fit output folder (no manifest.jsonl)"),
+        "missing uv folder": (fits, ["--uv", no_uv], f"UV folder not found: {no_uv}"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "malformed yaw",
+        "zero step",
+        "angle beyond 90",
+        "missing fits folder",
+        "not a fit output",
+        "missing uv folder",
+    ],
+)
+def test_usage_errors_exit_2_with_one_line_before_any_work(case: str, fits: Path, tmp_path: Path):
+    source, options, fragment = _usage_cases(tmp_path, fits)[case]
+    out = tmp_path / "out"
+    result = invoke("render", source, "-o", out, "-w", "1", *options)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0]
+    assert result.stdout == ""
+    assert not out.exists() and not (tmp_path / "fits-render").exists()  # nothing was run
