@@ -342,3 +342,18 @@ def test_compact_custom_key(tmp_path: Path) -> None:
 def test_compact_missing_manifest(tmp_path: Path) -> None:
     assert compact_manifest(tmp_path / MANIFEST_NAME) == []
     assert not (tmp_path / MANIFEST_NAME).exists()
+
+
+def test_compaction_per_record_keeps_an_inputs_other_records(tmp_path):
+    """Render reruns redo some views of an input: with whole_inputs=False the other views' lines stay."""
+    path = tmp_path / "manifest.jsonl"
+    with ManifestWriter(path) as writer:
+        writer.write({"input": "a.jpg", "face": 0, "view": "y+00", "status": "ok"})
+        writer.write({"input": "a.jpg", "face": 0, "view": "y+30", "status": "error"})
+        writer.write({"input": "a.jpg", "face": 0, "view": "y+30", "status": "ok"})  # the rerun
+    kept = compact_manifest(path, ("input", "face", "view"), whole_inputs=False)
+    assert [(r["view"], r["status"]) for r in kept] == [("y+00", "ok"), ("y+30", "ok")]
+    # The default (fit's rule) treats the repeated key as a new run of the input and keeps only that run.
+    with ManifestWriter(path) as writer:
+        writer.write({"input": "a.jpg", "face": 0, "view": "y+30", "status": "ok"})
+    assert [r["view"] for r in compact_manifest(path, ("input", "face", "view"))] == ["y+30"]

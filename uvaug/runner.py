@@ -53,9 +53,9 @@ def prepare_output(out_dir: str | os.PathLike[str]) -> Path:
     return out
 
 
-def previous_records(out: Path, key: Sequence[str]) -> list[dict[str, Any]]:
+def previous_records(out: Path, key: Sequence[str], whole_inputs: bool = True) -> list[dict[str, Any]]:
     """The current record of every input an earlier run wrote into ``out`` (compacting its manifest)."""
-    return compact_manifest(out / MANIFEST_NAME, key)
+    return compact_manifest(out / MANIFEST_NAME, key, whole_inputs)
 
 
 def record_results(
@@ -64,6 +64,7 @@ def record_results(
     report: RunReport,
     *,
     key: Sequence[str],
+    whole_inputs: bool = True,
     on_result: Callable[[Sequence[Record]], None] | None = None,
 ) -> None:
     """Append each input's records to ``out``'s manifest as they arrive and count them in ``report``.
@@ -82,7 +83,7 @@ def record_results(
                     on_result(records)
     finally:
         report.seconds = time.perf_counter() - start
-        compact_manifest(out / MANIFEST_NAME, key)
+        compact_manifest(out / MANIFEST_NAME, key, whole_inputs)
 
 
 _WORKER: Callable[[Any], Any] | None = None
@@ -116,6 +117,8 @@ def run_jobs(
     this process (no pool start-up); more use a forkserver pool, because the parent holds threads (the
     progress display) that make plain fork unsafe. ``make_worker``, ``config`` and the jobs must pickle.
     """
+    if not jobs:  # a finished rerun: do not pay for a worker (models, GL contexts)
+        return
     if workers <= 1 or len(jobs) <= 1:
         worker = make_worker(config)
         for job in jobs:

@@ -128,9 +128,12 @@ class _Block:
 
 
 def compact_manifest(
-    path: str | os.PathLike[str], key: Sequence[str] = ("input", "face")
+    path: str | os.PathLike[str], key: Sequence[str] = ("input", "face"), whole_inputs: bool = True
 ) -> list[dict[str, Any]]:
     """Reduce the manifest to the latest run's records for every input; rewrite it atomically.
+
+    With ``whole_inputs=False`` the rule is simply the latest record per ``key``: for stages whose
+    reruns redo only some of an input's records (render redoes missing views) and must keep the rest.
 
     ``key[0]`` names the input; the remaining fields (``face``) name a record within it, and a
     record whose remaining fields are all null stands for the whole input (no face found, or
@@ -161,7 +164,8 @@ def compact_manifest(
         sub_key = tuple(_key_text(v) for v in sub_values)
         whole = all(v is None for v in sub_values)
         block = latest.get(input_key)
-        if block is None or whole or block.whole or sub_key in block.records:
+        starts_run = whole or block is None or block.whole or sub_key in block.records
+        if block is None or (whole_inputs and starts_run):
             block = latest[input_key] = _Block(whole=whole)
         block.records[sub_key] = record
 

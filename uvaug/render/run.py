@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from uvaug.io import (
     load_image,
     read_manifest,
     write_image_atomic,
-    write_text_atomic,
 )
 from uvaug.render.align import ARCFACE_SIZE, arcface_matrix, five_points
 from uvaug.render.grid import View, view_output_name
@@ -210,35 +208,12 @@ def render_fits(
 ) -> RunReport:
     """Run a :func:`plan_render` plan; ``manifest.jsonl`` gets one line per face and view."""
     out = prepare_output(out_dir)
-    _drop_replaced_records(out, plan)
     report = RunReport(total=plan.faces, skipped=plan.faces - len(plan.jobs))
-    # Nothing to render (a finished rerun): skip the worker, whose GL context costs ~2 s to create.
     config = RenderConfig(out_dir=str(out), options=options)
-    results = run_jobs(plan.jobs, _RenderWorker, config, workers) if plan.jobs else iter(())
-    record_results(out, results, report, key=RENDER_KEY, on_result=on_result)
+    results = run_jobs(plan.jobs, _RenderWorker, config, workers)
+    # A rerun redoes only missing views: keep the other views' records (latest record per face and view).
+    record_results(out, results, report, key=RENDER_KEY, whole_inputs=False, on_result=on_result)
     return report
-
-
-def _view_key(record: Record) -> tuple[object, object, object]:
-    return record.get("input"), record.get("face"), record.get("view")
-
-
-def _drop_replaced_records(out: Path, plan: RenderPlan) -> None:
-    """Reduce the manifest to the latest record per face and view, minus those this run will write again.
-
-    The shared compaction that :func:`record_results` ends with keeps only the last run's records of each
-    input, which suits fit (a rerun redoes every face of an input) but not render, whose reruns redo only
-    the views that are missing: the new records would replace the input's other views. With the records
-    they replace removed first, a run's records never repeat a key already in the manifest and extend the
-    input's records instead. Read raw (not compacted), so lines appended by a killed run count too.
-    """
-    path = out / MANIFEST_NAME
-    if not path.is_file():
-        return
-    latest = {_view_key(rec): rec for rec in read_manifest(path)}
-    planned = {(job.input, job.face, view.tag.lstrip("_")) for job in plan.jobs for view, _ in job.outputs}
-    kept = [rec for key, rec in latest.items() if key not in planned]
-    write_text_atomic(path, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in kept))
 
 
 def write_sheet(out: Path, sheet_path: Path, views: Sequence[View], max_faces: int = 16) -> None:
