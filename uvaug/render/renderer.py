@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from uvaug.gl import INSTALL_HINT, select_platform
@@ -73,7 +74,7 @@ class HeadRenderer:
             positions=head.face_vertices.astype(np.float32),
             texcoord_0=head.face_uv.astype(np.float32),
             indices=head.face_triangles,
-            material=_textured(pyrender, face_texture),
+            material=_textured(pyrender, pad_colours(face_texture)),
         )
         self.face_node = self.scene.add(pyrender.Mesh([face]))
         self.photo_material = _textured(pyrender, photo) if photo is not None else None
@@ -111,9 +112,31 @@ class HeadRenderer:
         return color if background == "none" else np.ascontiguousarray(color[..., :3])
 
 
+def pad_colours(rgba: np.ndarray, texels: int = 4) -> np.ndarray:
+    """Spread colours a few texels past the alpha edge (alpha unchanged).
+
+    Bilinear filtering at the edge of the face mixes in the texels beyond it; black there draws a dark seam
+    along the face's outline.
+    """
+    known = (rgba[..., 3] >= 128).astype(np.float32)
+    if known.all() or not known.any():
+        return rgba
+    rgb = rgba[..., :3].astype(np.float32) * known[..., None]
+    kernel = (2 * texels + 1, 2 * texels + 1)
+    weight = cv2.blur(known, kernel)
+    spread = cv2.blur(rgb, kernel) / np.maximum(weight, 1e-6)[..., None]
+    out = rgba.copy()
+    fill = (known == 0) & (weight > 0)
+    out[..., :3][fill] = np.clip(spread[fill], 0, 255).astype(np.uint8)
+    return out
+
+
 def _textured(pyrender, image: np.ndarray):
+    clamp = 33071  # GL_CLAMP_TO_EDGE: geometry past the photo's border takes the border's colours
     texture = pyrender.Texture(
-        source=np.ascontiguousarray(image), source_channels="RGBA" if image.shape[2] == 4 else "RGB"
+        source=np.ascontiguousarray(image),
+        source_channels="RGBA" if image.shape[2] == 4 else "RGB",
+        sampler=pyrender.Sampler(wrapS=clamp, wrapT=clamp),
     )
     return pyrender.MetallicRoughnessMaterial(
         baseColorTexture=texture, metallicFactor=0.0, roughnessFactor=1.0, alphaMode="MASK", alphaCutoff=0.5

@@ -139,24 +139,29 @@ def build_head_scene(fit: FaceFit) -> HeadScene:
     centre = contour[:, :2].mean(0)
     points, shares = [contour], [np.ones(len(contour))]
     for scale, share in RINGS:
+        # Rings may reach past the photo (tight face crops). Clamping them to its border would fold their
+        # triangles; unclamped, the texture is sampled clamp-to-edge there and the camera sees only the photo.
         ring = np.column_stack([centre + (contour[:, :2] - centre) * scale, np.full(len(contour), pivot[2])])
-        ring[:, 0] = np.clip(ring[:, 0], 0, width)
-        ring[:, 1] = np.clip(ring[:, 1], -height, 0)
         points.append(ring)
         shares.append(np.full(len(ring), share))
+    # The fixed frame, well outside the photo and the rings, so that turned rings always stay inside it.
+    ring_xy = np.concatenate(points[1:])[:, :2]
+    margin = float(max(width, height))
+    x0, x1 = min(0.0, ring_xy[:, 0].min()) - margin, max(float(width), ring_xy[:, 0].max()) + margin
+    y0, y1 = min(-float(height), ring_xy[:, 1].min()) - margin, max(0.0, ring_xy[:, 1].max()) + margin
     t = np.linspace(0, 1, BORDER_POINTS_PER_SIDE, endpoint=False)
     border_xy = np.concatenate(
         [
-            np.column_stack([t * width, np.zeros_like(t)]),
-            np.column_stack([np.full_like(t, width), -t * height]),
-            np.column_stack([(1 - t) * width, np.full_like(t, -height)]),
-            np.column_stack([np.zeros_like(t), -(1 - t) * height]),
+            np.column_stack([x0 + t * (x1 - x0), np.full_like(t, y1)]),
+            np.column_stack([np.full_like(t, x1), y1 - t * (y1 - y0)]),
+            np.column_stack([x1 - t * (x1 - x0), np.full_like(t, y0)]),
+            np.column_stack([np.full_like(t, x0), y0 + t * (y1 - y0)]),
         ]
     )
     points.append(np.column_stack([border_xy, np.full(len(border_xy), pivot[2])]))
     shares.append(np.zeros(len(border_xy)))
     anchors, anchor_share = np.concatenate(points), np.concatenate(shares)
-    # Rings clipped to the border collapse onto border points: drop exact duplicates before triangulating.
+    # Coinciding anchors (degenerate contours) would break the triangulation: keep one of each.
     _, keep = np.unique(np.round(anchors[:, :2], 3), axis=0, return_index=True)
     keep = np.sort(keep)
     anchors, anchor_share = anchors[keep], anchor_share[keep]
