@@ -18,6 +18,8 @@ from uvaug.cli.fit import EPILOG as FIT_EPILOG
 from uvaug.cli.fit import fit_command
 from uvaug.cli.render import EPILOG as RENDER_EPILOG
 from uvaug.cli.render import render_command
+from uvaug.cli.train import EPILOG as TRAIN_EPILOG
+from uvaug.cli.train import EXPORT_EPILOG, export_command, train_command
 
 try:  # recent typer ships its own copy of click
     from typer._click.exceptions import UsageError
@@ -84,6 +86,8 @@ def _root(
 app.command("fit", epilog=FIT_EPILOG)(fit_command)
 app.command("complete", epilog=COMPLETE_EPILOG)(complete_command)
 app.command("render", epilog=RENDER_EPILOG)(render_command)
+app.command("train", epilog=TRAIN_EPILOG)(train_command)
+app.command("export", epilog=EXPORT_EPILOG)(export_command)
 app.command("doctor")(doctor_command)
 
 

@@ -7,6 +7,7 @@ A checkpoint is a plain dict, loadable with ``torch.load(weights_only=True)`` (n
 * ``discriminator_config`` / ``discriminators``: the same for the discriminators (optional)
 * ``optimizers``: name -> optimiser state_dict (optional); ``epoch``: int; ``metrics``: name -> number
 * ``loss_config``: the :class:`LossConfig` as a dict (optional)
+* anything else a caller stores with ``extra`` (plain data only; training keeps its history and config there)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import copy
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import onnx
@@ -41,6 +43,10 @@ CHECKPOINT_FORMAT = "uvaug.complete.checkpoint/1"
 BATCH_AXIS = "batch"
 #: ONNX metadata key holding the generator's config (JSON), so a model file says what it is.
 CONFIG_METADATA = "uvaug_generator_config"
+_RESERVED_KEYS = frozenset(
+    {"format", "config", "generator", "epoch", "metrics", "discriminator_config", "discriminators"}
+    | {"optimizers", "loss_config"}
+)
 
 
 class _FinalOutput(nn.Module):
@@ -106,8 +112,13 @@ def save_checkpoint(
     epoch: int = 0,
     metrics: dict[str, float] | None = None,
     loss_config: LossConfig | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write a training checkpoint atomically (a crash mid-save keeps the previous one intact)."""
+    """Write a training checkpoint atomically (a crash mid-save keeps the previous one intact).
+
+    ``extra`` adds keys of plain data (numbers, strings, lists, dicts) that ``weights_only`` loading accepts;
+    it may not replace the keys above, which every reader relies on.
+    """
     checkpoint: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "config": generator.config.to_dict(),
@@ -122,6 +133,10 @@ def save_checkpoint(
         checkpoint["optimizers"] = {name: opt.state_dict() for name, opt in optimizers.items()}
     if loss_config is not None:
         checkpoint["loss_config"] = loss_config.to_dict()
+    clash = sorted(set(extra or {}) & (set(checkpoint) | _RESERVED_KEYS))
+    if clash:
+        raise ValueError(f"extra checkpoint keys clash with reserved ones: {clash}")
+    checkpoint.update(extra or {})
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
