@@ -1,0 +1,92 @@
+"""Completion quality per target-yaw bin: no completion (mean colour), the symmetric baseline, and models.
+
+    python benchmarks/complete_quality.py --fit FIT_DIR [--model NAME=FILE.onnx ...] [--limit N]
+
+FIT_DIR is a `uvaug fit` output of ``../shared/data/utkface/images`` (``uvaug fit`` it first). Only the
+faces listed in ``splits/val.txt`` are used (held out from training). For each target-yaw bin (30-45, 45-60,
+60-75, 75-90 degrees, either side, pitch +-30) every val face gets one fixed-seed self-occlusion mask
+(:class:`uvaug.complete.pairs.SelfOcclusionPairs`, seed 7 + bin): the UV map's texels that the fitted mesh
+would not show at that pose are hidden. Scores are those of training validation
+(:func:`uvaug.complete.train.region_scores`): PSNR and SSIM over texels that were seen in the photo but
+hidden by the mask, per map, averaged. Several ``--model`` entries make an ablation table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from uvaug.complete.onnx_runtime import OnnxCompleter
+from uvaug.complete.pairs import SelfOcclusionPairs, training_faces
+from uvaug.complete.symmetric import complete_symmetric
+from uvaug.complete.train import region_scores
+
+BINS = ((30, 45), (45, 60), (60, 75), (75, 90))
+
+
+def mean_colour(source: np.ndarray) -> np.ndarray:
+    known = source[..., 3] >= 128
+    out = source[..., :3].copy()
+    out[~known] = source[..., :3][known].mean(0).astype(np.uint8) if known.any() else 128
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fit", type=Path, required=True, help="uvaug fit output of the UTKFace images")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/utkface")
+    ap.add_argument("--model", action="append", default=[], help="NAME=FILE.onnx (repeatable)")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N val faces")
+    args = ap.parse_args()
+
+    val = (args.data / "splits" / "val.txt").read_text().split()
+    faces = training_faces(args.fit, names=val)[: args.limit or None]
+    methods = {"mean colour": None, "symmetric": None}
+    completers = {}
+    for entry in args.model:
+        name, _, path = entry.partition("=")
+        completers[name] = OnnxCompleter(path, device="cpu")
+        methods[name] = None
+    print(
+        f"{len(faces)} near-frontal UTKFace val faces from {args.fit}; PSNR dB / SSIM over seen-but-hidden "
+        "texels"
+    )
+    header = f"{'target |yaw|':>13} {'hidden':>7}" + "".join(f" {m:>20}" for m in methods)
+    print(header)
+    timings: dict[str, float] = dict.fromkeys(methods, 0.0)
+    for low, high in BINS:
+        pairs = SelfOcclusionPairs(faces, seed=7 + low, yaw_range=(low, high))
+        data = [pairs[i] for i in range(len(pairs))]
+        sources = np.stack([s for s, _ in data])
+        hidden = np.mean(
+            [((t[..., 3] >= 128) & (s[..., 3] < 128)).sum() / (t[..., 3] >= 128).sum() for s, t in data]
+        )
+        outputs = {}
+        start = time.perf_counter()
+        outputs["mean colour"] = np.stack([mean_colour(s) for s in sources])
+        timings["mean colour"] += time.perf_counter() - start
+        start = time.perf_counter()
+        outputs["symmetric"] = complete_symmetric(sources)[..., :3]
+        timings["symmetric"] += time.perf_counter() - start
+        for name, completer in completers.items():
+            start = time.perf_counter()
+            outputs[name] = completer(sources)[..., :3]
+            timings[name] += time.perf_counter() - start
+        row = f"{low:>6}-{high:<6} {hidden:>7.1%}"
+        for name in methods:
+            scores = [region_scores(outputs[name][i], s, t) for i, (s, t) in enumerate(data)]
+            scores = np.array([sc for sc in scores if sc is not None])
+            row += f" {scores[:, 0].mean():>11.2f} / {scores[:, 1].mean():.3f}"
+        print(row)
+    total = len(faces) * len(BINS)
+    print(
+        "maps/s (1 process, batch = all faces of a bin): "
+        + ", ".join(f"{m} {total / max(t, 1e-9):.1f}" for m, t in timings.items())
+    )
+
+
+if __name__ == "__main__":
+    main()
