@@ -127,8 +127,15 @@ def test_doctor():
 def test_demo(tmp_path: Path):
     result = invoke("demo", "-o", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
-    fit = tmp_path / "demo" / "fit"
-    assert result.stdout.splitlines()[-1] == str(fit)
+    demo = tmp_path / "demo"
+    assert result.stdout.splitlines()[-1] == str(demo)
+    fit = demo / "fit"
     assert (fit / "astronaut.f0.uv.png").is_file() and (fit / "astronaut.f0.glb").is_file()
     (rec,) = read_manifest(fit / MANIFEST_NAME)
     assert rec["input"] == "astronaut.png" and rec["status"] == "ok"
+    # Every stage ran: a completed map for the face, five rendered views, and the contact sheet.
+    (done,) = read_manifest(demo / "completed" / MANIFEST_NAME)
+    assert done["status"] == "ok" and (demo / "completed" / done["output"]).is_file()
+    views = read_manifest(demo / "render" / MANIFEST_NAME)
+    assert len(views) == 5 and all((demo / "render" / v["output"]).is_file() for v in views)
+    assert (demo / "sheet.png").is_file()

@@ -97,25 +97,46 @@ def demo_command(
         "uvaug-demo"
     ),
 ) -> None:
-    """Run uvaug on a sample photo shipped with scikit-image (no data needed); print where results are."""
+    """Run every stage on a sample photo shipped with scikit-image (no data needed); print where results are.
+
+    fit -> complete (the shipped model, or the symmetric baseline when no model ships) -> render at five yaws,
+    with a contact sheet.
+    """
     import skimage.data
 
+    from uvaug.assets import ModelError
+    from uvaug.complete.run import complete_inputs as run_complete
+    from uvaug.complete.run import create_completer, discover_uv_maps
     from uvaug.fit.run import fit_inputs
     from uvaug.io import MANIFEST_NAME, discover_inputs, read_manifest, write_image_atomic
+    from uvaug.render.grid import pose_grid
+    from uvaug.render.run import RenderOptions, plan_render, render_fits, write_sheet
 
-    images = output / "images"
+    images, fits, completed, renders = (output / name for name in ("images", "fit", "completed", "render"))
     write_image_atomic(images / "astronaut.png", skimage.data.astronaut())
-    report = fit_inputs(discover_inputs(images), output / "fit", write_mesh=True, overwrite=True)
-    console.print(f"fitted {report.faces} face(s) in {report.seconds:.2f} s")
-    for rec in read_manifest(output / "fit" / MANIFEST_NAME):
+    report = fit_inputs(discover_inputs(images), fits, write_mesh=True, overwrite=True)
+    console.print(f"fit: {report.faces} face(s) in {report.seconds:.2f} s")
+    for rec in read_manifest(fits / MANIFEST_NAME):
         if rec["status"] == "ok":
             console.print(
                 f"  {rec['input']} face {rec['face']}: yaw {rec['yaw']:+.1f}, pitch {rec['pitch']:+.1f}, "
-                f"roll {rec['roll']:+.1f}; UV map {output / 'fit' / rec['uv']}",
+                f"roll {rec['roll']:+.1f}; UV map {fits / rec['uv']}",
                 soft_wrap=True,
             )
-    console.print(f"results: {output / 'fit'} (UV maps, fits, GLB meshes, {MANIFEST_NAME})")
-    print(output / "fit")
+    try:
+        completer = create_completer("model")
+    except ModelError:
+        completer = create_completer("symmetric")
+    run_complete(discover_uv_maps(fits, exclude=[]), completed, completer, overwrite=True)
+    console.print(f"complete: method {completer.method} -> {completed}")
+    views = tuple(pose_grid((-60, -30, 0, 30, 60), (0,)))
+    options = RenderOptions(views=views)
+    render_fits(plan_render(fits, renders, options, uv_dir=completed, overwrite=True), renders, options)
+    sheet = output / "sheet.png"
+    write_sheet(renders, sheet, views)
+    console.print(f"render: {len(views)} views -> {renders}; contact sheet {sheet}")
+    console.print(f"results: {output} (fit/: UV maps, fits, GLB meshes; completed/; render/; sheet.png)")
+    print(output)
 
 
 def main() -> None:
