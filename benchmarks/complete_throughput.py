@@ -17,7 +17,6 @@ of ``complete_symmetric`` alone per map (one core, no I/O), and the mean known f
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import tempfile
@@ -25,6 +24,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from common import steady_rate, utkface_names
 
 from uvaug.complete.maps import load_uv_map
 from uvaug.complete.run import complete_inputs, create_completer, discover_uv_maps
@@ -33,15 +33,6 @@ from uvaug.fit.run import fit_inputs
 from uvaug.io import InputItem
 
 WARMUP_FRACTION = 0.05
-
-
-def benchmark_names(data: Path, limit: int) -> list[str]:
-    names: list[str] = []
-    for split in ("val.txt", "train.txt"):
-        for line in (data / "splits" / split).read_text(encoding="utf-8").splitlines():
-            if line.strip() and len(names) < limit:
-                names.append(line.strip())
-    return names
 
 
 def run_once(items: list[InputItem], completer, workers: int, batch_size: int) -> dict[str, object]:
@@ -57,10 +48,7 @@ def run_once(items: list[InputItem], completer, workers: int, batch_size: int) -
             on_result=lambda _records: stamps.append(time.perf_counter()),
         )
         wall = time.perf_counter() - start
-    skip = math.ceil(WARMUP_FRACTION * len(stamps))
-    steady = float("nan")
-    if len(stamps) - skip >= 2:
-        steady = (len(stamps) - skip) / (stamps[-1] - stamps[skip - 1])
+    steady = steady_rate(stamps, WARMUP_FRACTION)
     return {
         "maps": report.processed,
         "seconds": wall,
@@ -99,7 +87,7 @@ def main() -> None:
     if not (args.data / "images").is_dir():
         ap.error(f"no images/ folder in {args.data}")
 
-    names = benchmark_names(args.data, args.limit)
+    names = utkface_names(args.data, args.limit, ("val.txt", "train.txt"))
     print(
         f"{len(names)} UTKFace photos from {args.data}; {os.cpu_count()} CPU cores, "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"

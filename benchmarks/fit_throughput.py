@@ -16,26 +16,18 @@ and the per-image statuses. Only the images and their order are fixed: the rates
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
+from common import steady_rate, utkface_names
+
 from uvaug.fit.run import fit_inputs
 from uvaug.io import discover_inputs
 
 WARMUP_FRACTION = 0.05
-
-
-def benchmark_names(data: Path, limit: int) -> list[str]:
-    names: list[str] = []
-    for split in ("val.txt", "train.txt"):
-        for line in (data / "splits" / split).read_text(encoding="utf-8").splitlines():
-            if line.strip() and len(names) < limit:
-                names.append(line.strip())
-    return names
 
 
 def run_once(list_file: Path, workers: int) -> dict[str, object]:
@@ -47,10 +39,7 @@ def run_once(list_file: Path, workers: int) -> dict[str, object]:
             items, out, workers=workers, on_result=lambda _records: stamps.append(time.perf_counter())
         )
         wall = time.perf_counter() - start
-    skip = math.ceil(WARMUP_FRACTION * len(stamps))
-    steady = float("nan")
-    if len(stamps) - skip >= 2:
-        steady = (len(stamps) - skip) / (stamps[-1] - stamps[skip - 1])
+    steady = steady_rate(stamps, WARMUP_FRACTION)
     return {
         "workers": workers,
         "images": report.processed,
@@ -78,7 +67,7 @@ def main() -> None:
     if args.limit < 1 or min(args.workers) < 1:
         ap.error("--limit and --workers must be at least 1")
 
-    names = benchmark_names(args.data, args.limit)
+    names = utkface_names(args.data, args.limit, ("val.txt", "train.txt"))
     print(
         f"{len(names)} UTKFace images from {args.data}; {os.cpu_count()} CPU cores, "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+from common import utkface_names
 
 from uvaug.fit.run import fit_inputs
 from uvaug.io import MANIFEST_NAME, discover_inputs, load_rgba, read_manifest, write_image_atomic
@@ -56,11 +57,6 @@ FILL_NAMES = (
 )
 
 Completer = Callable[[np.ndarray], np.ndarray]
-
-
-def val_names(data: Path, limit: int) -> list[str]:
-    lines = (data / "splits" / "val.txt").read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip()][:limit]
 
 
 def _as_rgba(result: object, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -170,7 +166,7 @@ def main() -> None:
     if args.limit < 1 or args.workers < 1:
         ap.error("--limit and --workers must be at least 1")
 
-    names = val_names(args.data, args.limit)
+    names = utkface_names(args.data, args.limit)
     print(
         f"{len(names)} UTKFace val images from {args.data}; {args.workers} worker(s), "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",

@@ -22,7 +22,6 @@ load average before and after is printed so that a busy machine shows.
 from __future__ import annotations
 
 import argparse
-import math
 import multiprocessing as mp
 import os
 import platform
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 import cv2
+from common import steady_rate, utkface_names
 
 from uvaug.fit.run import fit_inputs
 from uvaug.io import discover_inputs
@@ -42,11 +42,6 @@ MODES = {
     "aligned 112": {"align": "arcface", "size": 112},
     "full photo": {"align": "none"},
 }
-
-
-def val_names(data: Path, limit: int) -> list[str]:
-    lines = (data / "splits" / "val.txt").read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip()][:limit]
 
 
 def measure(fits: str, mode: str, yaws: tuple[float, ...], workers: int, results: mp.Queue) -> None:
@@ -72,10 +67,7 @@ def measure(fits: str, mode: str, yaws: tuple[float, ...], workers: int, results
             h, w = cv2.imread(str(sample)).shape[:2]
             shape = f"{w}x{h}"
     views = sum(n for _, n in stamps)
-    skip = math.ceil(WARMUP_FRACTION * len(stamps))
-    steady = float("nan")
-    if len(stamps) - skip >= 2:
-        steady = sum(n for _, n in stamps[skip:]) / (stamps[-1][0] - stamps[skip - 1][0])
+    steady = steady_rate([t for t, _ in stamps], WARMUP_FRACTION, [n for _, n in stamps])
     results.put(
         {
             "mode": mode,
@@ -129,7 +121,7 @@ def main() -> None:
         ap.error("--limit, --workers and --repeat must be at least 1")
     yaws = parse_angles(args.yaw, "yaw")
 
-    names = val_names(args.data, args.limit)
+    names = utkface_names(args.data, args.limit)
     print(
         f"{len(names)} UTKFace val images from {args.data}, {len(yaws)} yaws; {os.cpu_count()} CPU cores, "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",

@@ -1,0 +1,32 @@
+"""What the benchmark scripts share: UTKFace name lists and the steady-state rate.
+
+The scripts run as ``python benchmarks/NAME.py``, which puts this folder first on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def utkface_names(data: Path, limit: int, splits: Sequence[str] = ("val.txt",)) -> list[str]:
+    """The first ``limit`` image names of the given UTKFace split files, in order (val first by default)."""
+    names: list[str] = []
+    for split in splits:
+        lines = (data / "splits" / split).read_text(encoding="utf-8").splitlines()
+        names += [line.strip() for line in lines if line.strip()]
+    return names[:limit]
+
+
+def steady_rate(stamps: Sequence[float], warmup: float, counts: Sequence[int] | None = None) -> float:
+    """Items per second after the first ``warmup`` fraction of results (pool and model start-up excluded).
+
+    ``stamps`` are the completion times of the results; ``counts`` the items each result carried (1 each
+    by default). NaN when too few results remain to measure.
+    """
+    skip = math.ceil(warmup * len(stamps))
+    if len(stamps) - skip < 2 or skip < 1:
+        return float("nan")
+    items = sum(counts[skip:]) if counts is not None else len(stamps) - skip
+    return items / (stamps[-1] - stamps[skip - 1])
