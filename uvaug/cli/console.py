@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +21,14 @@ from rich.progress import (
 from rich.table import Table
 
 console = Console(stderr=True)
+
+#: ``--workers`` of the stages that fan images out to worker processes (fit, render); None = CPU cores.
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", "-w", help="Worker processes \\[default: CPU cores].", min=1, show_default=False
+    ),
+]
 USAGE_ERROR = 2
 
 

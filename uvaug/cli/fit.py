@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from uvaug.cli.console import console, default_output, fail, progress_bar, summary_table
+from uvaug.cli.console import WorkersOption, console, default_output, fail, progress_bar, summary_table
 from uvaug.io import MANIFEST_NAME, InputError, discover_inputs
 
 EPILOG = """[bold]Examples[/]
@@ -62,12 +62,7 @@ def fit_command(
         ),
     ] = 0.2,
     mesh: Annotated[bool, typer.Option("--mesh", help="Also write a textured GLB mesh per face.")] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers", "-w", help="Worker processes \\[default: CPU cores].", min=1, show_default=False
-        ),
-    ] = None,
+    workers: WorkersOption = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo images an earlier run finished.")
     ] = False,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from uvaug.cli.console import console, default_output, fail, progress_bar, summary_table
+from uvaug.cli.console import WorkersOption, console, default_output, fail, progress_bar, summary_table
 
 EPILOG = """[bold]Examples[/]
 
@@ -73,12 +73,7 @@ def render_command(
     sheet: Annotated[
         Path | None, typer.Option(help="Also write a contact sheet PNG (faces by views).", show_default=False)
     ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers", "-w", help="Worker processes \\[default: CPU cores].", min=1, show_default=False
-        ),
-    ] = None,
+    workers: WorkersOption = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo views an earlier run rendered.")
     ] = False,
