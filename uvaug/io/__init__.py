@@ -12,7 +12,7 @@ from uvaug.io.atomic import (
     write_image_atomic,
     write_text_atomic,
 )
-from uvaug.io.discover import InputError, InputItem, artifact_stems, discover_inputs
+from uvaug.io.discover import InputError, InputItem, artifact_stems, discover_inputs, iter_inputs
 from uvaug.io.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -21,7 +21,7 @@ from uvaug.io.images import (
     load_image,
     load_rgba,
 )
-from uvaug.io.manifest import MANIFEST_NAME, ManifestWriter, compact_manifest, read_manifest
+from uvaug.io.manifest import MANIFEST_NAME, ManifestWriter, compact_manifest, iter_manifest, read_manifest
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -37,6 +37,8 @@ __all__ = [
     "cleanup_temp_files",
     "compact_manifest",
     "discover_inputs",
+    "iter_inputs",
+    "iter_manifest",
     "load_image",
     "load_rgba",
     "read_manifest",

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from uvaug.io.images import IMAGE_EXTENSIONS
 
-__all__ = ["InputError", "InputItem", "artifact_stems", "discover_inputs"]
+__all__ = ["InputError", "InputItem", "artifact_stems", "discover_inputs", "iter_inputs"]
 
 
 @dataclass(frozen=True)
@@ -56,38 +56,100 @@ def _real(path: str | os.PathLike[str]) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def _walk_folder(root: Path, exclude: Sequence[str | os.PathLike[str]]) -> list[InputItem]:
-    """Iterative ``scandir`` walk: cheap on millions of files and immune to symlink loops.
+def iter_inputs(
+    source: str | os.PathLike[str],
+    exclude: Sequence[str | os.PathLike[str]] = (),
+    on_error: Callable[[PurePosixPath, str], None] | None = None,
+) -> Iterator[tuple[InputItem, PurePosixPath]]:
+    """Each input of :func:`discover_inputs` with its artifact stem (:func:`artifact_stems`), lazily.
 
-    Symlinked folders are never entered, so a folder's real path is the root's real path plus
-    the names walked; excluded folders are therefore matched without a ``realpath`` per folder.
+    A folder is walked one sub-folder at a time in the same sorted order, so a dataset of millions of
+    images starts at once and never sits in memory as a whole. ``on_error(rel, message)`` is told about a
+    sub-folder that cannot be listed, and the walk goes on; without it, that raises :class:`InputError`
+    (an unlistable ``source`` always does).
+    """
+    src = Path(source)
+    if not src.is_dir():
+        items = discover_inputs(source, exclude)
+        stems = artifact_stems(items)
+        for item in items:
+            yield item, stems[item.rel]
+        return
+    yield from _iter_folder(src, exclude, on_error)
+
+
+def _real(path: str | os.PathLike[str]) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _walk_folder(root: Path, exclude: Sequence[str | os.PathLike[str]]) -> list[InputItem]:
+    return [item for item, _ in _iter_folder(root, exclude, None)]
+
+
+def _iter_folder(
+    root: Path,
+    exclude: Sequence[str | os.PathLike[str]],
+    on_error: Callable[[PurePosixPath, str], None] | None,
+) -> Iterator[tuple[InputItem, PurePosixPath]]:
+    """Depth-first ``scandir`` walk, names sorted in each folder: the order of sorting by ``rel.parts``.
+
+    Cheap on millions of files and immune to symlink loops: symlinked folders are never entered, so a
+    folder's real path is the root's real path plus the names walked, and excluded folders are matched
+    without a ``realpath`` per folder.
     """
     excluded = {_real(e) for e in exclude}
     root_real = _real(root)
     if any(root_real == ex or root_real.startswith(ex.rstrip(os.sep) + os.sep) for ex in excluded):
-        return []
-    items: list[InputItem] = []
-    stack: list[tuple[str, str, tuple[str, ...]]] = [(os.fspath(root), root_real, ())]
+        return
+    # A stack of iterators over each open folder's sorted entries: (name, is_folder, path, real path).
+    stack = [_folder_entries(os.fspath(root), root_real, (), excluded, None)]
     while stack:
-        folder, folder_real, parts = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = list(it)
-        except OSError as exc:
-            raise InputError(f"cannot list folder {folder}: {exc.strerror or exc}") from None
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                sub_real = os.path.join(folder_real, os.path.normcase(name))
-                if sub_real not in excluded:
-                    stack.append((entry.path, sub_real, (*parts, name)))
-            # is_file() follows symlinks: linked files count, dangling links and linked folders do not.
-            elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
-                items.append(InputItem(Path(entry.path), PurePosixPath(*parts, name)))
-    items.sort(key=lambda item: item.rel.parts)
-    return items
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        if isinstance(entry[0], InputItem):
+            yield entry  # type: ignore[misc]
+        else:
+            path, real, parts = entry  # a sub-folder: descend
+            stack.append(_folder_entries(path, real, parts, excluded, on_error))
+
+
+def _folder_entries(
+    folder: str,
+    folder_real: str,
+    parts: tuple[str, ...],
+    excluded: set[str],
+    on_error: Callable[[PurePosixPath, str], None] | None,
+) -> Iterator[tuple]:
+    """One folder's images (with stems) and sub-folders, interleaved in name order."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        message = f"cannot list folder {folder}: {exc.strerror or exc}"
+        if on_error is None or not parts:
+            raise InputError(message) from None
+        on_error(PurePosixPath(*parts), message)
+        return
+    images: list[InputItem] = []
+    order: list[tuple[str, object]] = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            sub_real = os.path.join(folder_real, os.path.normcase(name))
+            if sub_real not in excluded:
+                order.append((name, (entry.path, sub_real, (*parts, name))))
+        # is_file() follows symlinks: linked files count, dangling links and linked folders do not.
+        elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+            item = InputItem(Path(entry.path), PurePosixPath(*parts, name))
+            images.append(item)
+            order.append((name, item))
+    stems = artifact_stems(images)
+    for _, what in order:
+        yield (what, stems[what.rel]) if isinstance(what, InputItem) else what
 
 
 def _read_list(list_file: Path) -> list[InputItem]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from types import TracebackType
@@ -20,7 +20,7 @@ import numpy as np
 
 from uvaug.io.atomic import write_bytes_atomic
 
-__all__ = ["MANIFEST_NAME", "ManifestWriter", "compact_manifest", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "ManifestWriter", "compact_manifest", "iter_manifest", "read_manifest"]
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -97,26 +97,30 @@ def _ends_mid_line(path: Path) -> bool:
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All records in file order; ``[]`` if there is no manifest.
+    """All records in file order; ``[]`` if there is no manifest (see :func:`iter_manifest`)."""
+    return list(iter_manifest(path))
+
+
+def iter_manifest(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The records one at a time, in file order, in constant memory (dataset-sized manifests).
 
     Blank lines, lines that are not valid JSON (such as the truncated last line of a killed run)
-    and lines that are not JSON objects are skipped.
+    and lines that are not JSON objects are skipped; no manifest yields nothing.
     """
     try:
-        raw = Path(path).read_bytes()
+        f = open(path, "rb")  # noqa: SIM115 - closed below, also when the caller stops early
     except FileNotFoundError:
-        return []
-    records: list[dict[str, Any]] = []
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+        return
+    with f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+                continue
+            if isinstance(record, dict):
+                yield record
 
 
 @dataclass

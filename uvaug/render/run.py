@@ -150,6 +150,33 @@ def _load_photo(path: str) -> np.ndarray:
         raise ImageLoadError(f"cannot read photo {path}: {exc}") from None
 
 
+def face_renderer(fit: FaceFit, texture: np.ndarray, photo: np.ndarray | None) -> HeadRenderer:
+    """The scene of one fitted face, ready to render at any view (``photo`` None: no photo background)."""
+    if photo is not None and tuple(photo.shape[:2]) != tuple(int(v) for v in fit.image_size):
+        raise ImageLoadError("the photo is not the size the fit was made on")
+    return HeadRenderer(build_head_scene(fit), texture, photo)
+
+
+def render_view(renderer: HeadRenderer, fit: FaceFit, view: View, options: RenderOptions) -> np.ndarray:
+    """One view of a face: the whole photo, or a crop aligned to the ArcFace template."""
+    rotation = target_rotation(fit, view.yaw, view.pitch, options.relative)
+    if options.align == "arcface":
+        points = five_points(renderer.head.face_at(rotation) * TO_GL)
+        camera = Camera.from_similarity(arcface_matrix(points, options.size), options.size, options.size)
+    else:
+        camera = Camera.whole_photo(*(int(v) for v in fit.image_size))
+    return renderer.render(rotation, camera, options.background)
+
+
+def aligned_photo(photo: np.ndarray, fit: FaceFit, renderer: HeadRenderer, size: int) -> np.ndarray:
+    """The original photo cropped to the ArcFace template by the fitted face's own five points."""
+    points = five_points(renderer.head.face_at(target_rotation(fit, 0.0, 0.0, relative=True)) * TO_GL)
+    matrix = arcface_matrix(points, size)
+    return cv2.warpAffine(
+        photo, matrix[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
 class _RenderWorker:
     """Per-process state: the GL context, made once and reused for every face."""
 
@@ -176,21 +203,16 @@ class _RenderWorker:
             fit = FaceFit.load(job.fit)
             texture = read_texture(job.texture)
             photo = _load_photo(job.photo) if opts.background == "photo" else None
-            if photo is not None and tuple(photo.shape[:2]) != tuple(int(v) for v in fit.image_size):
-                raise ImageLoadError(f"photo {job.photo} is not the size the fit was made on")
-            renderer = HeadRenderer(build_head_scene(fit), texture, photo)
+            try:
+                renderer = face_renderer(fit, texture, photo)
+            except ImageLoadError:
+                raise ImageLoadError(f"photo {job.photo} is not the size the fit was made on") from None
         except (OSError, ValueError, ImageLoadError) as exc:
             return [self._record(job, view, None, STATUS_ERROR, str(exc)) for view, _ in job.outputs]
         records = []
         for view, rel in job.outputs:
             try:
-                rotation = target_rotation(fit, view.yaw, view.pitch, opts.relative)
-                if opts.align == "arcface":
-                    points = five_points(renderer.head.face_at(rotation) * TO_GL)
-                    camera = Camera.from_similarity(arcface_matrix(points, opts.size), opts.size, opts.size)
-                else:
-                    camera = Camera.whole_photo(*(int(v) for v in fit.image_size))
-                image = renderer.render(rotation, camera, opts.background)
+                image = render_view(renderer, fit, view, opts)
                 write_image_atomic(self.out / rel, image, jpeg_quality=opts.jpeg_quality)
                 records.append(self._record(job, view, rel, STATUS_OK))
             except Exception as exc:  # one bad view must not stop the others
