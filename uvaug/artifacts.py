@@ -8,6 +8,13 @@ input image and face (:data:`MANIFEST_FIELDS`).
 The completion stage writes each completed UV map under the same relative path as its input map (so
 ``<rel>/<stem>.f<k>.uv.png`` for a fit output), which is how later stages pair completed maps with fits, and
 a ``manifest.jsonl`` with a line per input map (:data:`COMPLETE_MANIFEST_FIELDS`).
+
+The pipeline writes the views of each input beside each other in the input's own folder layout
+(``<rel>/<stem>_y+30_p+00.jpg``, as the render stage names them), one ``manifest.jsonl`` line per input
+(:data:`PIPELINE_MANIFEST_FIELDS`), ``pipeline.json`` (the settings a rerun must share), ``report.json`` and
+``sheet.png``; with ``--keep-intermediates`` the fit stage's artifacts under ``.uvaug/fit/`` and the
+completed UV maps under ``.uvaug/uv/`` (a hidden folder, so dataset loaders that list identity folders
+never see it).
 """
 
 from __future__ import annotations
@@ -35,6 +42,31 @@ MANIFEST_FIELDS = ("input", "face", "status", "message", "yaw", "pitch", "roll",
 #: folders), ``known`` (fraction of the face's texels the input map knew), ``method`` (``model`` or
 #: ``symmetric``) and ``model`` (the ONNX file's name, null for ``symmetric``).
 COMPLETE_MANIFEST_FIELDS = ("input", "status", "message", "output", "known", "method", "model")
+
+#: Keys of every pipeline manifest line: ``input`` (path relative to the input folder), ``status``,
+#: ``reason`` (a short fixed phrase to count by: :data:`PIPELINE_REASONS`), ``message`` (the details),
+#: ``faces`` (fitted), ``pose`` (fitted [yaw, pitch, roll] per face), ``views`` (views written) and
+#: ``outputs`` (paths relative to the output folder).
+PIPELINE_MANIFEST_FIELDS = ("input", "status", "reason", "message", "faces", "pose", "views", "outputs")
+#: Why a pipeline input is not ``ok``.
+REASON_UNREADABLE = "unreadable image"
+REASON_NO_FACE = "no face detected"
+REASON_FIT = "fit failed"
+REASON_COMPLETE = "completion failed"
+REASON_RENDER = "render failed"
+REASON_WRITE = "write failed"
+REASON_CRASH = "worker crashed"
+REASON_FOLDER = "unreadable folder"
+PIPELINE_REASONS = (
+    REASON_UNREADABLE,
+    REASON_NO_FACE,
+    REASON_FIT,
+    REASON_COMPLETE,
+    REASON_RENDER,
+    REASON_WRITE,
+    REASON_CRASH,
+    REASON_FOLDER,
+)
 
 #: Side lengths (texels) a square UV map may have; the fit stage writes 256 by default.
 UV_SIZE_MIN, UV_SIZE_MAX = 16, 4096

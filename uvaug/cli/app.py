@@ -16,6 +16,8 @@ from uvaug.cli.console import console, fail
 from uvaug.cli.doctor import doctor_command
 from uvaug.cli.fit import EPILOG as FIT_EPILOG
 from uvaug.cli.fit import fit_command
+from uvaug.cli.pipeline import EPILOG as PIPELINE_EPILOG
+from uvaug.cli.pipeline import pipeline_command
 from uvaug.cli.render import EPILOG as RENDER_EPILOG
 from uvaug.cli.render import render_command
 from uvaug.cli.train import EPILOG as TRAIN_EPILOG
@@ -86,6 +88,7 @@ def _root(
 app.command("fit", epilog=FIT_EPILOG)(fit_command)
 app.command("complete", epilog=COMPLETE_EPILOG)(complete_command)
 app.command("render", epilog=RENDER_EPILOG)(render_command)
+app.command("pipeline", epilog=PIPELINE_EPILOG)(pipeline_command)
 app.command("train", epilog=TRAIN_EPILOG)(train_command)
 app.command("export", epilog=EXPORT_EPILOG)(export_command)
 app.command("doctor")(doctor_command)

@@ -1,0 +1,201 @@
+"""``uvaug pipeline``: a whole dataset through fit, complete and render, streaming and resumable."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from uvaug.cli.complete import Device, Method
+from uvaug.cli.console import WorkersOption, console, default_output, fail, progress_bar, summary_table
+from uvaug.cli.fit import FaceSelection
+from uvaug.cli.render import AlignChoice, BackgroundChoice
+
+EPILOG = """[bold]Examples[/]
+
+  uvaug pipeline casia/ -o casia-aug/ --align arcface          [dim]# 9 yaws per image, 112x112 crops[/]
+  uvaug pipeline faces/ --yaw -45,45 --pitch -20:20:20 --include-original
+  uvaug pipeline faces/ -o out/ --method symmetric -w 8        [dim]# no network: mirror + smooth fill[/]
+
+Every image under IMAGES (identity folders or any layout) is fitted, its UV map completed (the shipped model
+on ONNX Runtime, CUDA when present, in batches) and rendered at every yaw x pitch; the stages overlap, so all
+cores stay busy. Outputs mirror the input folders: [cyan]OUT/<identity>/<image>_y+30_p+00.jpg[/], plus
+[cyan]manifest.jsonl[/] (a line per input: status, reason, fitted pose, outputs), [cyan]report.json[/]
+(counts per status and reason, time per stage, peak memory) and [cyan]sheet.png[/] (a contact sheet).
+Interrupt it at any time (Ctrl-C, kill -9) and run the same command again: it continues where it stopped;
+failed inputs are retried. A rerun must use the same settings (they are kept in pipeline.json).
+"""
+
+
+def pipeline_command(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IMAGES",
+            help="A folder of images (searched recursively), an image, or a text file of image paths.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output folder \\[default: IMAGES-aug beside the input].",
+            show_default=False,
+        ),
+    ] = None,
+    yaw: Annotated[str, typer.Option(help="Yaw angles: START:STOP:STEP or a comma list.")] = "-60:60:15",
+    pitch: Annotated[str, typer.Option(help="Pitch angles: START:STOP:STEP or a comma list.")] = "0",
+    relative: Annotated[
+        bool, typer.Option("--relative", help="Angles are offsets from the fitted pose, not absolute poses.")
+    ] = False,
+    background: Annotated[
+        BackgroundChoice,
+        typer.Option(help="photo: the head turns in its own photo; black; none: RGBA, face only."),
+    ] = BackgroundChoice.photo,
+    align: Annotated[
+        AlignChoice, typer.Option(help="arcface: crops aligned to the ArcFace 5-point template.")
+    ] = AlignChoice.none,
+    size: Annotated[int, typer.Option(help="Side of aligned crops in pixels.", min=16, max=2048)] = 112,
+    quality: Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100)] = 95,
+    include_original: Annotated[
+        bool,
+        typer.Option(
+            "--include-original", help="Also write each input (aligned like the views with --align arcface)."
+        ),
+    ] = False,
+    keep_intermediates: Annotated[
+        bool,
+        typer.Option(
+            "--keep-intermediates", help="Also keep fits and incomplete/completed UV maps in OUT/.uvaug/."
+        ),
+    ] = False,
+    method: Annotated[Method, typer.Option(help="UV completion: the network, or mirror + smooth fill.")] = (
+        Method.model
+    ),
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="ONNX completion model \\[default: the shipped uv_completion.onnx].",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[Device, typer.Option(help="Where the completion model runs.")] = Device.auto,
+    batch_size: Annotated[int, typer.Option(help="UV maps per completion call.", min=1, max=4096)] = 16,
+    faces: Annotated[
+        FaceSelection, typer.Option(help="Augment the largest face or every face.")
+    ] = FaceSelection.largest,
+    min_face_size: Annotated[
+        float, typer.Option(help="Smallest face to fit, box side in pixels.", min=1)
+    ] = 24.0,
+    min_score: Annotated[float, typer.Option(help="Detector score threshold.", min=0.0, max=1.0)] = 0.5,
+    workers: WorkersOption = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Redo inputs an earlier run finished (and allow new settings)."),
+    ] = False,
+) -> None:
+    """Pose-augment a whole dataset: fit, complete and render every image, streaming and resumable."""
+    from uvaug.assets import ModelError
+    from uvaug.complete.onnx_runtime import DeviceError
+    from uvaug.fit.fitter import FitOptions
+    from uvaug.pipeline import PipelineOptions, SettingsMismatchError, run_pipeline
+    from uvaug.pipeline.run import PipelineInputError
+    from uvaug.render.grid import GridError, parse_angles, pose_grid
+    from uvaug.render.run import RenderOptions
+    from uvaug.runner import available_cores
+
+    try:
+        views = tuple(pose_grid(parse_angles(yaw, "yaw"), parse_angles(pitch, "pitch")))
+    except GridError as exc:
+        fail(str(exc))
+    if model is not None and method is Method.symmetric:
+        fail("--model only applies to --method model")
+    if model is not None and not model.is_file():
+        fail(f"model file not found: {model}")
+    if not source.exists():
+        fail(f"input not found: {source}")
+    out = output or default_output(source, "aug")
+    options = PipelineOptions(
+        render=RenderOptions(
+            views=views,
+            relative=relative,
+            background=background.value,
+            align=align.value,
+            size=size,
+            jpeg_quality=quality,
+        ),
+        fit=FitOptions(faces=faces.value, min_face_size=min_face_size, min_score=min_score),
+        method=method.value,
+        model=str(model) if model else None,
+        device=device.value,
+        batch_size=batch_size,
+        include_original=include_original,
+        keep_intermediates=keep_intermediates,
+    )
+    workers = workers or available_cores()
+    with progress_bar(unit="img") as progress:
+        task = progress.add_task("pipeline", total=None)
+        _count_inputs_in_background(source, out, lambda n: progress.update(task, total=n))
+        try:
+            report = run_pipeline(
+                source,
+                out,
+                options,
+                workers=workers,
+                overwrite=overwrite,
+                on_skip=lambda: progress.advance(task),
+                on_record=lambda _rec: progress.advance(task),
+            )
+        except (PipelineInputError, SettingsMismatchError, ModelError, DeviceError) as exc:
+            progress.stop()
+            fail(str(exc))
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(
+                f"interrupted: finished inputs are in {out}; run the same command again to continue"
+            )
+            raise typer.Exit(130) from None
+    if report.output_excluded:
+        console.print(f"note: the output folder {out} is inside the input folder; it was not read as input")
+    rows: dict[str, object] = {
+        "inputs": report.found,
+        "skipped (done earlier)": report.skipped,
+        "processed": report.processed,
+        **{f"  {status}": n for status, n in sorted(report.statuses.items())},
+        **{f"    {reason}": n for reason, n in sorted(report.reasons.items())},
+        "faces": report.faces,
+        "views written": report.views,
+        "time": f"{report.seconds:.1f} s",
+        "rate": f"{report.rate:.2f} img/s, {report.views / max(report.seconds, 1e-9):.1f} views/s "
+        f"({workers} workers)",
+    }
+    for stage in ("fit", "complete", "render"):
+        n = report.stage_items[stage]
+        if n:
+            rows[f"{stage} time"] = f"{1000 * report.stage_seconds[stage] / n:.1f} ms per item, {n} items"
+    rows["peak memory"] = f"{report.peak_rss_mb:.0f} MiB"
+    rows["manifest"] = out / "manifest.jsonl"
+    rows["report"] = out / "report.json"
+    if report.sheet:
+        rows["contact sheet"] = out / report.sheet
+    console.print(summary_table("uvaug pipeline", rows))
+    print(out)
+
+
+def _count_inputs_in_background(source: Path, out: Path, on_total) -> None:
+    """Walk the input once more in a thread, only to give the progress bar its total and ETA."""
+    from uvaug.io import iter_inputs
+
+    def count() -> None:
+        try:
+            n = sum(1 for _ in iter_inputs(source, exclude=[out], on_error=lambda *_: None))
+        except Exception:  # the run itself reports input problems
+            return
+        on_total(n)
+
+    threading.Thread(target=count, name="uvaug-count-inputs", daemon=True).start()

@@ -1,0 +1,11 @@
+"""``uvaug pipeline``: fit, complete and render a whole dataset in one streaming, resumable run.
+
+:func:`run_pipeline` is the entry point; :mod:`uvaug.pipeline.local` runs the stages overlapped on this
+machine (worker processes fit and render, one batched completer in between); the settings, the resume index
+and the report are shared by every executor.
+"""
+
+from uvaug.pipeline.options import PipelineOptions, SettingsMismatchError
+from uvaug.pipeline.run import PipelineReport, run_pipeline
+
+__all__ = ["PipelineOptions", "PipelineReport", "SettingsMismatchError", "run_pipeline"]

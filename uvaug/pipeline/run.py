@@ -1,0 +1,251 @@
+"""One pipeline run: inputs streamed from the folder, finished ones skipped, results into the manifest.
+
+The executor (local processes today) only turns tasks into :class:`InputResult`\\ s; everything a user reads
+(``manifest.jsonl``, ``report.json``, ``sheet.png``) is written here, the same way for every executor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from uvaug.artifacts import (
+    PIPELINE_MANIFEST_FIELDS,
+    REASON_FOLDER,
+    STATUS_ERROR,
+    STATUS_OK,
+)
+from uvaug.io import MANIFEST_NAME, InputError, ManifestWriter, iter_inputs, iter_manifest, write_text_atomic
+from uvaug.pipeline.local import InputResult, LocalExecutor
+from uvaug.pipeline.options import REPORT_NAME, SHEET_NAME, PipelineOptions, check_settings
+from uvaug.pipeline.state import ManifestState
+from uvaug.pipeline.work import InputTask
+from uvaug.runner import available_cores, prepare_output
+
+Record = dict[str, object]
+EXECUTORS = ("local",)
+SHEET_ROWS = 8
+
+
+class PipelineInputError(InputError):
+    """The input or output folder cannot be used for a pipeline run (one-line message)."""
+
+
+@dataclass
+class PipelineReport:
+    found: int = 0  # inputs seen this run
+    skipped: int = 0  # finished by an earlier run
+    processed: int = 0
+    statuses: Counter = field(default_factory=Counter)  # this run: status -> inputs
+    reasons: Counter = field(default_factory=Counter)  # this run: reason -> inputs (not ok)
+    faces: int = 0
+    views: int = 0
+    stage_seconds: Counter = field(default_factory=Counter)  # busy seconds summed over workers
+    stage_items: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    workers: int = 1
+    output_excluded: bool = False  # the output folder is inside the input folder and was left out
+    totals: Counter = field(default_factory=Counter)  # the whole output folder: (status, reason) -> inputs
+    peak_rss_mb: float = 0.0
+    sheet: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def count(self, record: Record) -> None:
+        self.processed += 1
+        self.statuses[record["status"]] += 1
+        if record["status"] != STATUS_OK:
+            self.reasons[record["reason"]] += 1
+        self.faces += int(record["faces"] or 0)
+        self.views += int(record["views"] or 0)
+
+    def to_json(self) -> dict[str, object]:
+        stages = {
+            name: {
+                "items": self.stage_items[name],
+                "busy_seconds": round(self.stage_seconds[name], 3),
+                "ms_per_item": round(1000 * self.stage_seconds[name] / max(self.stage_items[name], 1), 2),
+            }
+            for name in ("fit", "complete", "render")
+        }
+        totals: dict[str, dict[str, int]] = {}
+        for (status, reason), n in sorted(self.totals.items()):
+            totals.setdefault(status, {})[reason or status] = n
+        return {
+            "inputs_found": self.found,
+            "skipped_finished_earlier": self.skipped,
+            "processed": self.processed,
+            "statuses": dict(self.statuses),
+            "reasons": dict(self.reasons),
+            "faces": self.faces,
+            "views": self.views,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.rate, 3),
+            "views_per_second": round(self.views / self.seconds, 3) if self.seconds else 0.0,
+            "workers": self.workers,
+            "stages": stages,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "output_folder_excluded_from_inputs": self.output_excluded,
+            "all_inputs": totals,
+            "sheet": self.sheet,
+        }
+
+
+def check_folders(source: Path, out: Path) -> bool:
+    """Refuse an output folder that is the input or holds it; True when it lies inside the input."""
+    src, dst = Path(os.path.realpath(source)), Path(os.path.realpath(out))
+    if src == dst:
+        raise PipelineInputError(f"the output folder {out} is the input folder; choose another with -o")
+    if dst in src.parents:
+        raise PipelineInputError(
+            f"the input {source} is inside the output folder {out}; outputs would mix with inputs"
+        )
+    return src.is_dir() and src in dst.parents
+
+
+def input_record(result: InputResult) -> Record:
+    """The manifest line of one finished input."""
+    fit = result.fit
+    record: Record = dict.fromkeys(PIPELINE_MANIFEST_FIELDS)
+    record.update(input=fit.task.rel, faces=len(fit.faces), views=0, outputs=[], message="", reason="")
+    record["pose"] = [[round(w.fit.yaw, 2), round(w.fit.pitch, 2), round(w.fit.roll, 2)] for w in fit.faces]
+    faces = sorted(result.faces, key=lambda f: f.face)
+    outputs = [rel for face in faces for rel in face.outputs]
+    record["outputs"] = outputs
+    record["views"] = sum(face.views for face in faces)
+    if fit.status is not None:
+        record.update(status=fit.status, reason=fit.reason, message=fit.message)
+        return record
+    errors = [f"face {face.face}: {e}" if len(faces) > 1 else e for face in faces for e in face.errors]
+    if errors:
+        reason = next(face.reason for face in faces if face.reason)
+        message = "; ".join(errors)
+        record.update(status=STATUS_ERROR, reason=reason, message=message[:1000])
+    else:
+        record["status"] = STATUS_OK
+    return record
+
+
+def run_pipeline(
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    options: PipelineOptions,
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    overwrite: bool = False,
+    on_skip: Callable[[], None] | None = None,
+    on_record: Callable[[Record], None] | None = None,
+) -> PipelineReport:
+    """Fit, complete and render every image under ``source`` into ``out_dir``; resumable; returns the report.
+
+    Raises :class:`PipelineInputError` for unusable folders, :class:`uvaug.pipeline.SettingsMismatchError`
+    when ``out_dir`` holds a run made with other settings, :class:`uvaug.assets.ModelError` for a missing
+    completion model.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    src, out = Path(source), Path(out_dir)
+    if not src.exists():
+        raise PipelineInputError(f"input not found: {source}")
+    report = PipelineReport(workers=workers or available_cores())
+    report.output_excluded = check_folders(src, out)
+    out = prepare_output(out)
+    check_settings(out, options, overwrite)
+    completer = None
+    if options.method == "model":  # one batched session here; per-map completers run in the workers
+        from uvaug.complete.run import create_completer
+
+        completer = create_completer("model", options.model, device=options.device)
+    state = ManifestState() if overwrite else ManifestState.scan(out / MANIFEST_NAME)
+    start = time.perf_counter()
+    with ManifestWriter(out / MANIFEST_NAME) as manifest:
+
+        def record(rec: Record) -> None:
+            manifest.write(rec)
+            report.count(rec)
+            if on_record:
+                on_record(rec)
+
+        def folder_error(rel: PurePosixPath, message: str) -> None:
+            rec: Record = dict.fromkeys(PIPELINE_MANIFEST_FIELDS)
+            rec.update(input=f"{rel.as_posix()}/", status=STATUS_ERROR, reason=REASON_FOLDER, message=message)
+            rec.update(faces=0, views=0, outputs=[], pose=[])
+            record(rec)
+
+        def tasks() -> Iterator[InputTask]:
+            for item, stem in iter_inputs(src, exclude=[out], on_error=folder_error):
+                report.found += 1
+                rel = item.rel.as_posix()
+                if state.is_finished(rel):
+                    report.skipped += 1
+                    if on_skip:
+                        on_skip()
+                    continue
+                yield InputTask(str(item.path), rel, stem.as_posix())
+
+        def finished(result: InputResult) -> None:
+            for stage, seconds in result.fit.seconds.items():
+                report.stage_seconds[stage] += seconds
+                report.stage_items[stage] += 1
+            if result.complete_seconds:
+                report.stage_seconds["complete"] += result.complete_seconds
+                report.stage_items["complete"] += 1
+            for face in result.faces:
+                report.stage_seconds["render"] += face.seconds
+                report.stage_items["render"] += 1
+            record(input_record(result))
+
+        try:
+            LocalExecutor(str(out), options, report.workers, completer).run(tasks(), finished)
+        finally:
+            report.seconds = time.perf_counter() - start
+    report.totals = ManifestState.scan(out / MANIFEST_NAME).counts
+    report.peak_rss_mb = peak_rss_mb()
+    report.sheet = write_pipeline_sheet(out, options)
+    write_text_atomic(out / REPORT_NAME, json.dumps(report.to_json(), indent=2) + "\n")
+    return report
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of the largest finished child (worker), in MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024  # Linux reports KiB
+
+
+def write_pipeline_sheet(out: Path, options: PipelineOptions) -> str | None:
+    """``sheet.png``: the first finished inputs (manifest order) by the requested views; None if none."""
+    import cv2
+
+    from uvaug.render.sheet import write_contact_sheet
+
+    views = options.render.views
+    ext = options.render.extension
+    rows = []
+    for rec in iter_manifest(out / MANIFEST_NAME):
+        if rec.get("status") != STATUS_OK or not rec.get("outputs"):
+            continue
+        cells = []
+        for view in views:
+            rel = next((o for o in rec["outputs"] if o.endswith(f"{view.tag}{ext}")), None)
+            data = cv2.imread(str(out / rel), cv2.IMREAD_UNCHANGED) if rel else None
+            if data is not None:
+                code = cv2.COLOR_BGRA2RGBA if data.ndim == 3 and data.shape[2] == 4 else cv2.COLOR_BGR2RGB
+                data = cv2.cvtColor(data, code)
+            cells.append(data)
+        rows.append((str(rec["input"]), cells))
+        if len(rows) == SHEET_ROWS:
+            break
+    if not rows:
+        return None
+    write_contact_sheet(out / SHEET_NAME, rows, [view.label for view in views])
+    return SHEET_NAME
