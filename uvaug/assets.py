@@ -33,6 +33,12 @@ SHIPPED: dict[str, ShippedModel] = {
             3_758_596,
             "MediaPipe Face Landmarker bundle (BlazeFace detector, 478-point landmarks, canonical mesh)",
         ),
+        ShippedModel(
+            "uv_completion.onnx",
+            "e481541fd3678784392a92ff72014b14f8d308d414fbe0c1808b801eea37519a",
+            20_194_794,
+            "Attention ResCUNet UV completion generator trained on UTKFace (see models/uv_completion.md)",
+        ),
     )
 }
 

@@ -85,7 +85,14 @@ def pipeline_command(
         ),
     ] = None,
     device: Annotated[Device, typer.Option(help="Where the completion model runs.")] = Device.auto,
-    batch_size: Annotated[int, typer.Option(help="UV maps per completion call.", min=1, max=4096)] = 16,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            help="UV maps per completion call (on CPU more only costs memory; raise it on a GPU).",
+            min=1,
+            max=4096,
+        ),
+    ] = 8,
     faces: Annotated[
         FaceSelection, typer.Option(help="Augment the largest face or every face.")
     ] = FaceSelection.largest,
