@@ -9,11 +9,13 @@ record per key.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -108,14 +110,21 @@ def _run_job(job: Any) -> Any:
     return _WORKER(job)
 
 
+def _run_chunk(jobs: Sequence[Any]) -> list[Any]:
+    return [_run_job(job) for job in jobs]
+
+
 def run_jobs(
     jobs: Sequence[J], make_worker: Callable[[Any], Callable[[J], R]], config: Any, workers: int
 ) -> Iterator[R]:
-    """Results of ``make_worker(config)(job)`` for every job, in completion order.
+    """Results of ``make_worker(config)(job)`` for every job, in completion order (chunk by chunk).
 
     The worker is built once per process (interpreters and sessions are not shareable). One worker runs in
-    this process (no pool start-up); more use a forkserver pool, because the parent holds threads (the
-    progress display) that make plain fork unsafe. ``make_worker``, ``config`` and the jobs must pickle.
+    this process (no pool start-up); more use a forkserver process pool, because the parent holds threads
+    (the progress display) that make plain fork unsafe. At most four chunks per worker are queued at a time.
+    Whatever ends the run (an exception, Ctrl-C, the caller closing the generator), the pool is stopped at
+    once with :func:`stop_pool`: ``multiprocessing.Pool``'s own ``terminate`` could deadlock when a job's
+    exception ended the run. ``make_worker``, ``config`` and the jobs must pickle.
     """
     if not jobs:  # a finished rerun: do not pay for a worker (models, GL contexts)
         return
@@ -125,10 +134,36 @@ def run_jobs(
             yield worker(job)
         return
     workers = min(workers, len(jobs))
-    chunk = max(1, min(16, len(jobs) // (workers * 8)))
-    ctx = mp.get_context("forkserver")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(make_worker, config)) as pool:
-        yield from pool.imap_unordered(_run_job, jobs, chunksize=chunk)
+    size = max(1, min(16, len(jobs) // (workers * 8)))
+    chunks = iter([jobs[i : i + size] for i in range(0, len(jobs), size)])
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=mp.get_context("forkserver"),
+        initializer=_init_worker,
+        initargs=(make_worker, config),
+    )
+    try:
+        pending = {pool.submit(_run_chunk, chunk) for chunk in itertools.islice(chunks, 4 * workers)}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield from future.result()
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    pending.add(pool.submit(_run_chunk, chunk))
+    finally:
+        stop_pool(pool)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Shut a process pool down now: queued work cancelled, running workers terminated and reaped."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def available_cores() -> int:

@@ -29,6 +29,7 @@ from uvaug.pipeline.work import (
     init_worker,
     render_task,
 )
+from uvaug.runner import stop_pool
 
 
 @dataclass
@@ -73,7 +74,7 @@ class LocalExecutor:
         try:
             run.loop(iter(tasks))
         finally:
-            _stop(run.pool)
+            stop_pool(run.pool)
 
 
 class _Run:
@@ -174,7 +175,7 @@ class _Run:
     def _recover(self, message: str) -> None:
         """A worker died (a crash in native code, the OOM killer) and took the pool's queued work with it:
         record the inputs that had work there (a rerun retries them) and go on with a fresh pool."""
-        _stop(self.pool)
+        stop_pool(self.pool)
         lost = {rel for _, rel in self.pending.values()}
         self.pending.clear()
         self.fits_running = 0
@@ -185,14 +186,3 @@ class _Run:
             result.fit.message = f"worker crashed while this input was in flight: {message}"
             self.on_input(result)
         self.pool = self.ex._pool()
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Shut the pool down now: queued tasks cancelled, running workers terminated (a Ctrl-C must not wait)."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)
