@@ -29,6 +29,12 @@ class FaceSelection(StrEnum):
     all = "all"
 
 
+# The detection options, shared by ``uvaug pipeline`` (defaults stay in each signature).
+FacesOption = Annotated[FaceSelection, typer.Option(help="Fit the largest face or every face.")]
+MinFaceSizeOption = Annotated[float, typer.Option(help="Smallest face to fit, box side in pixels.", min=1)]
+MinScoreOption = Annotated[float, typer.Option(help="Detector score threshold.", min=0.0, max=1.0)]
+
+
 def fit_command(
     source: Annotated[
         Path,
@@ -47,13 +53,9 @@ def fit_command(
             show_default=False,
         ),
     ] = None,
-    faces: Annotated[
-        FaceSelection, typer.Option(help="Fit the largest face or every face.")
-    ] = FaceSelection.largest,
-    min_face_size: Annotated[
-        float, typer.Option(help="Smallest face to fit, box side in pixels.", min=1)
-    ] = 24.0,
-    min_score: Annotated[float, typer.Option(help="Detector score threshold.", min=0.0, max=1.0)] = 0.5,
+    faces: FacesOption = FaceSelection.largest,
+    min_face_size: MinFaceSizeOption = 24.0,
+    min_score: MinScoreOption = 0.5,
     uv_size: Annotated[int, typer.Option(help="UV map side in texels.", min=16, max=4096)] = 256,
     min_facing: Annotated[
         float,

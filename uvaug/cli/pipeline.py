@@ -10,8 +10,19 @@ import typer
 
 from uvaug.cli.complete import Device, Method
 from uvaug.cli.console import WorkersOption, console, default_output, fail, progress_bar, summary_table
-from uvaug.cli.fit import FaceSelection
-from uvaug.cli.render import AlignChoice, BackgroundChoice
+from uvaug.cli.fit import FaceSelection, FacesOption, MinFaceSizeOption, MinScoreOption
+from uvaug.cli.render import (
+    AlignChoice,
+    AlignOption,
+    BackgroundChoice,
+    BackgroundOption,
+    PitchOption,
+    QualityOption,
+    RelativeOption,
+    SizeOption,
+    YawOption,
+    parse_views,
+)
 
 EPILOG = """[bold]Examples[/]
 
@@ -47,20 +58,13 @@ def pipeline_command(
             show_default=False,
         ),
     ] = None,
-    yaw: Annotated[str, typer.Option(help="Yaw angles: START:STOP:STEP or a comma list.")] = "-60:60:15",
-    pitch: Annotated[str, typer.Option(help="Pitch angles: START:STOP:STEP or a comma list.")] = "0",
-    relative: Annotated[
-        bool, typer.Option("--relative", help="Angles are offsets from the fitted pose, not absolute poses.")
-    ] = False,
-    background: Annotated[
-        BackgroundChoice,
-        typer.Option(help="photo: the head turns in its own photo; black; none: RGBA, face only."),
-    ] = BackgroundChoice.photo,
-    align: Annotated[
-        AlignChoice, typer.Option(help="arcface: crops aligned to the ArcFace 5-point template.")
-    ] = AlignChoice.none,
-    size: Annotated[int, typer.Option(help="Side of aligned crops in pixels.", min=16, max=2048)] = 112,
-    quality: Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100)] = 95,
+    yaw: YawOption = "-60:60:15",
+    pitch: PitchOption = "0",
+    relative: RelativeOption = False,
+    background: BackgroundOption = BackgroundChoice.photo,
+    align: AlignOption = AlignChoice.none,
+    size: SizeOption = 112,
+    quality: QualityOption = 95,
     include_original: Annotated[
         bool,
         typer.Option(
@@ -93,13 +97,9 @@ def pipeline_command(
             max=4096,
         ),
     ] = 8,
-    faces: Annotated[
-        FaceSelection, typer.Option(help="Augment the largest face or every face.")
-    ] = FaceSelection.largest,
-    min_face_size: Annotated[
-        float, typer.Option(help="Smallest face to fit, box side in pixels.", min=1)
-    ] = 24.0,
-    min_score: Annotated[float, typer.Option(help="Detector score threshold.", min=0.0, max=1.0)] = 0.5,
+    faces: FacesOption = FaceSelection.largest,
+    min_face_size: MinFaceSizeOption = 24.0,
+    min_score: MinScoreOption = 0.5,
     workers: WorkersOption = None,
     overwrite: Annotated[
         bool,
@@ -112,14 +112,10 @@ def pipeline_command(
     from uvaug.fit.fitter import FitOptions
     from uvaug.pipeline import PipelineOptions, SettingsMismatchError, run_pipeline
     from uvaug.pipeline.run import PipelineInputError
-    from uvaug.render.grid import GridError, parse_angles, pose_grid
     from uvaug.render.run import RenderOptions
     from uvaug.runner import available_cores
 
-    try:
-        views = tuple(pose_grid(parse_angles(yaw, "yaw"), parse_angles(pitch, "pitch")))
-    except GridError as exc:
-        fail(str(exc))
+    views = parse_views(yaw, pitch)
     if model is not None and method is Method.symmetric:
         fail("--model only applies to --method model")
     if model is not None and not model.is_file():

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from uvaug.cli.console import WorkersOption, console, default_output, fail, progress_bar, summary_table
+
+if TYPE_CHECKING:
+    from uvaug.render.grid import View
 
 EPILOG = """[bold]Examples[/]
 
@@ -36,6 +39,33 @@ class AlignChoice(StrEnum):
     arcface = "arcface"
 
 
+# The render options, shared by ``uvaug pipeline`` (defaults stay in each signature).
+YawOption = Annotated[str, typer.Option(help="Yaw angles: START:STOP:STEP or a comma list.")]
+PitchOption = Annotated[str, typer.Option(help="Pitch angles: START:STOP:STEP or a comma list.")]
+RelativeOption = Annotated[
+    bool, typer.Option("--relative", help="Angles are offsets from the fitted pose, not absolute poses.")
+]
+BackgroundOption = Annotated[
+    BackgroundChoice,
+    typer.Option(help="photo: the head turns in its own photo; black; none: RGBA, face only."),
+]
+AlignOption = Annotated[
+    AlignChoice, typer.Option(help="arcface: crops aligned to the ArcFace 5-point template.")
+]
+SizeOption = Annotated[int, typer.Option(help="Side of aligned crops in pixels.", min=16, max=2048)]
+QualityOption = Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100)]
+
+
+def parse_views(yaw: str, pitch: str) -> tuple[View, ...]:
+    """The yaw x pitch grid of views, or a one-line usage error."""
+    from uvaug.render.grid import GridError, parse_angles, pose_grid
+
+    try:
+        return tuple(pose_grid(parse_angles(yaw, "yaw"), parse_angles(pitch, "pitch")))
+    except GridError as exc:
+        fail(str(exc))
+
+
 def render_command(
     fits: Annotated[
         Path, typer.Argument(metavar="FITS", help="A `uvaug fit` output folder.", show_default=False)
@@ -52,20 +82,13 @@ def render_command(
             "--uv", help="Folder of completed UV maps (matched to fits by relative path).", show_default=False
         ),
     ] = None,
-    yaw: Annotated[str, typer.Option(help="Yaw angles: START:STOP:STEP or a comma list.")] = "-60:60:15",
-    pitch: Annotated[str, typer.Option(help="Pitch angles: START:STOP:STEP or a comma list.")] = "0",
-    relative: Annotated[
-        bool, typer.Option("--relative", help="Angles are offsets from the fitted pose, not absolute poses.")
-    ] = False,
-    background: Annotated[
-        BackgroundChoice,
-        typer.Option(help="photo: the head turns in its own photo; black; none: RGBA, face only."),
-    ] = BackgroundChoice.photo,
-    align: Annotated[
-        AlignChoice, typer.Option(help="arcface: crops aligned to the ArcFace 5-point template.")
-    ] = AlignChoice.none,
-    size: Annotated[int, typer.Option(help="Side of aligned crops in pixels.", min=16, max=2048)] = 112,
-    quality: Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100)] = 95,
+    yaw: YawOption = "-60:60:15",
+    pitch: PitchOption = "0",
+    relative: RelativeOption = False,
+    background: BackgroundOption = BackgroundChoice.photo,
+    align: AlignOption = AlignChoice.none,
+    size: SizeOption = 112,
+    quality: QualityOption = 95,
     images: Annotated[
         Path | None,
         typer.Option(help="Folder of the original photos, if they moved since fitting.", show_default=False),
@@ -79,14 +102,10 @@ def render_command(
     ] = False,
 ) -> None:
     """Render every fitted face at every requested yaw/pitch: whole photos or recognition-ready crops."""
-    from uvaug.render.grid import GridError, parse_angles, pose_grid
     from uvaug.render.run import RenderInputError, RenderOptions, plan_render, render_fits
     from uvaug.runner import available_cores
 
-    try:
-        views = tuple(pose_grid(parse_angles(yaw, "yaw"), parse_angles(pitch, "pitch")))
-    except GridError as exc:
-        fail(str(exc))
+    views = parse_views(yaw, pitch)
     if not fits.is_dir():
         fail(f"fit folder not found: {fits}")
     if uv is not None and not uv.is_dir():
