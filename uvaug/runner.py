@@ -47,6 +47,12 @@ class RunReport:
         self.statuses[STATUS_OK if STATUS_OK in statuses else records[0]["status"]] += 1
 
 
+def describe_error(exc: BaseException) -> str:
+    """An unexpected exception as one short manifest line: its type and its text, whitespace folded."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200] + '...' if len(text) > 200 else text}"
+
+
 def prepare_output(out_dir: str | os.PathLike[str]) -> Path:
     """Create the output folder and remove the temporary files of killed runs."""
     out = Path(out_dir)

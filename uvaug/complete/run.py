@@ -35,7 +35,15 @@ from uvaug.io import (
     read_manifest,
     write_image_atomic,
 )
-from uvaug.runner import Record, RunReport, prepare_output, previous_records, record_results, run_jobs
+from uvaug.runner import (
+    Record,
+    RunReport,
+    describe_error,
+    prepare_output,
+    previous_records,
+    record_results,
+    run_jobs,
+)
 
 #: A completion manifest holds one record per input map.
 MANIFEST_KEY = ("input",)
@@ -167,12 +175,6 @@ def _record(job: CompleteJob, completer: Completer, **values: object) -> Record:
     return rec
 
 
-def _describe(exc: BaseException) -> str:
-    """An unexpected exception as one short manifest line."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200] + '...' if len(text) > 200 else text}"
-
-
 def _error(job: CompleteJob, completer: Completer, message: str, known: float | None = None) -> Record:
     return _record(job, completer, status=STATUS_ERROR, message=message, known=known)
 
@@ -191,7 +193,7 @@ def _load(job: CompleteJob, completer: Completer) -> _Loaded | Record:
     except ImageLoadError as exc:
         return _error(job, completer, str(exc))
     except Exception as exc:  # one bad file must never stop a dataset run
-        return _error(job, completer, _describe(exc))
+        return _error(job, completer, describe_error(exc))
     return _Loaded(job, rgba, round(known_fraction(rgba), 4))
 
 
@@ -227,7 +229,7 @@ class _MapWorker:
         try:
             completed = self.completer(loaded.rgba[None])[0]
         except Exception as exc:
-            return [_error(job, self.completer, f"completion failed: {_describe(exc)}", loaded.known)]
+            return [_error(job, self.completer, f"completion failed: {describe_error(exc)}", loaded.known)]
         return [_save(self.out_dir, loaded, completed, self.completer)]
 
 
@@ -260,7 +262,7 @@ def _batched_results(
                 try:
                     completed = completer(np.stack([item.rgba for item in group]))
                 except Exception as exc:  # reported per map; the run goes on with the next batch
-                    message = f"completion failed: {_describe(exc)}"
+                    message = f"completion failed: {describe_error(exc)}"
                     for item in group:
                         yield [_error(item.job, completer, message, item.known)]
                     continue

@@ -29,7 +29,7 @@ from uvaug.pipeline.work import (
     init_worker,
     render_task,
 )
-from uvaug.runner import stop_pool
+from uvaug.runner import describe_error, stop_pool
 
 
 @dataclass
@@ -159,7 +159,7 @@ class _Run:
                 completed = self.ex.completer(np.stack([work.uv for _, work in group]))
                 error = ""
             except Exception as exc:
-                completed, error = None, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                completed, error = None, describe_error(exc)
             share = (time.perf_counter() - start) / len(group)
             for i, (rel, work) in enumerate(group):
                 result = self.flight[rel].result

@@ -224,8 +224,7 @@ def peak_rss_mb() -> float:
 
 def write_pipeline_sheet(out: Path, options: PipelineOptions) -> str | None:
     """``sheet.png``: the first finished inputs (manifest order) by the requested views; None if none."""
-    import cv2
-
+    from uvaug.render.run import read_rgb
     from uvaug.render.sheet import write_contact_sheet
 
     views = options.render.views
@@ -237,11 +236,7 @@ def write_pipeline_sheet(out: Path, options: PipelineOptions) -> str | None:
         cells = []
         for view in views:
             rel = next((o for o in rec["outputs"] if o.endswith(f"{view.tag}{ext}")), None)
-            data = cv2.imread(str(out / rel), cv2.IMREAD_UNCHANGED) if rel else None
-            if data is not None:
-                code = cv2.COLOR_BGRA2RGBA if data.ndim == 3 and data.shape[2] == 4 else cv2.COLOR_BGR2RGB
-                data = cv2.cvtColor(data, code)
-            cells.append(data)
+            cells.append(read_rgb(out / rel) if rel else None)
         rows.append((str(rec["input"]), cells))
         if len(rows) == SHEET_ROWS:
             break

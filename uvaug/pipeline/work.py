@@ -34,6 +34,7 @@ from uvaug.io import ImageLoadError, load_image, write_bytes_atomic, write_image
 from uvaug.pipeline.options import INTERMEDIATES, PipelineOptions, original_output, view_outputs
 from uvaug.render.renderer import gl_context
 from uvaug.render.run import aligned_photo, face_renderer, render_view
+from uvaug.runner import describe_error
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,6 @@ class FaceOutcome:
     views: int = 0  # outputs that are views (the rest: the original)
 
 
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}"
-
-
 class PipelineWorker:
     """One process's state, built lazily: a fit-only process never opens GL, a render-only one no fitter."""
 
@@ -105,11 +101,11 @@ class PipelineWorker:
         except ImageLoadError as exc:
             return self._stop(outcome, STATUS_ERROR, REASON_UNREADABLE, str(exc), start)
         except Exception as exc:
-            return self._stop(outcome, STATUS_ERROR, REASON_UNREADABLE, _describe(exc), start)
+            return self._stop(outcome, STATUS_ERROR, REASON_UNREADABLE, describe_error(exc), start)
         try:
             fitted = self._fitter(image)
         except Exception as exc:
-            return self._stop(outcome, STATUS_ERROR, REASON_FIT, _describe(exc), start)
+            return self._stop(outcome, STATUS_ERROR, REASON_FIT, describe_error(exc), start)
         if not fitted:
             return self._stop(outcome, STATUS_NO_FACE, REASON_NO_FACE, "no face detected", start)
         outcome.faces = [FaceWork(k, face.fit, face.uv) for k, face in enumerate(fitted)]
@@ -134,7 +130,9 @@ class PipelineWorker:
                     work.completed = True
             except Exception as exc:
                 outcome.faces = []
-                return self._stop(outcome, STATUS_ERROR, REASON_COMPLETE, _describe(exc), start, "complete")
+                return self._stop(
+                    outcome, STATUS_ERROR, REASON_COMPLETE, describe_error(exc), start, "complete"
+                )
             outcome.seconds["complete"] = time.perf_counter() - start
         return outcome
 
@@ -164,7 +162,7 @@ class PipelineWorker:
             photo = load_image(task.path) if need_photo else None
             renderer = face_renderer(work.fit, work.uv, photo if opts.background == "photo" else None)
         except Exception as exc:  # the photo changed since it was fitted, or the scene cannot be built
-            result.errors.append(_describe(exc))
+            result.errors.append(describe_error(exc))
             result.reason = REASON_RENDER
             result.seconds = time.perf_counter() - start
             return result
@@ -174,7 +172,7 @@ class PipelineWorker:
             try:
                 image = render_view(renderer, work.fit, view, opts)
             except Exception as exc:
-                result.errors.append(f"{view.tag.lstrip('_')}: {_describe(exc)}")
+                result.errors.append(f"{view.tag.lstrip('_')}: {describe_error(exc)}")
                 result.reason = result.reason or REASON_RENDER
                 continue
             try:

@@ -253,12 +253,13 @@ def write_sheet(out: Path, sheet_path: Path, views: Sequence[View], max_faces: i
         cells = []
         for view in views:
             rel = outputs.get(view.tag.lstrip("_"))
-            cells.append(_read_rgb(out / rel) if rel else None)
+            cells.append(read_rgb(out / rel) if rel else None)
         rows.append((name if face == 0 else f"{name} #{face}", cells))
     write_contact_sheet(sheet_path, rows, [view.label for view in views])
 
 
-def _read_rgb(path: Path) -> np.ndarray | None:
+def read_rgb(path: Path) -> np.ndarray | None:
+    """An output image as RGB (RGBA for PNGs with alpha) for a contact sheet; None if unreadable."""
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         return None
