@@ -5,9 +5,22 @@ The scripts run as ``python benchmarks/NAME.py``, which puts this folder first o
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Sequence
 from pathlib import Path
+
+UTKFACE = Path(__file__).resolve().parents[2] / "shared/data/utkface"
+
+
+def add_utkface_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data``: the UTKFace folder (images/ and splits/), ../shared/data/utkface by default."""
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=UTKFACE,
+        help="UTKFace folder holding images/ and splits/ (default: ../shared/data/utkface)",
+    )
 
 
 def utkface_names(data: Path, limit: int, splits: Sequence[str] = ("val.txt",)) -> list[str]:

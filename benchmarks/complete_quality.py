@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import add_utkface_argument
 
 from uvaug.complete.onnx_runtime import OnnxCompleter
 from uvaug.complete.pairs import SelfOcclusionPairs, training_faces
@@ -37,7 +38,7 @@ def mean_colour(source: np.ndarray) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fit", type=Path, required=True, help="uvaug fit output of the UTKFace images")
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/utkface")
+    add_utkface_argument(ap)
     ap.add_argument("--model", action="append", default=[], help="NAME=FILE.onnx (repeatable)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N val faces")
     args = ap.parse_args()

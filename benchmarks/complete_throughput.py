@@ -24,7 +24,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from common import steady_rate, utkface_names
+from common import add_utkface_argument, steady_rate, utkface_names
 
 from uvaug.complete.maps import load_uv_map
 from uvaug.complete.run import complete_inputs, create_completer, discover_uv_maps
@@ -72,12 +72,7 @@ def in_memory_ms(items: list[InputItem], limit: int = 200) -> tuple[float, float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--data",
-        type=Path,
-        default=Path(__file__).resolve().parents[2] / "shared/data/utkface",
-        help="UTKFace folder holding images/ and splits/ (default: ../shared/data/utkface)",
-    )
+    add_utkface_argument(ap)
     ap.add_argument("--limit", type=int, default=1000, help="number of photos to fit (default 1000)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run, in turn")
     ap.add_argument("--model", type=Path, help="also time this ONNX completion model")

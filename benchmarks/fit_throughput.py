@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import steady_rate, utkface_names
+from common import add_utkface_argument, steady_rate, utkface_names
 
 from uvaug.fit.run import fit_inputs
 from uvaug.io import discover_inputs
@@ -53,12 +53,7 @@ def run_once(list_file: Path, workers: int) -> dict[str, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--data",
-        type=Path,
-        default=Path(__file__).resolve().parents[2] / "shared/data/utkface",
-        help="UTKFace folder holding images/ and splits/ (default: ../shared/data/utkface)",
-    )
+    add_utkface_argument(ap)
     ap.add_argument("--limit", type=int, default=1000, help="number of images (default 1000)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run, in turn")
     args = ap.parse_args()

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import utkface_names
+from common import add_utkface_argument, utkface_names
 
 
 def tree_rss_mb(session: int) -> float:
@@ -102,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/data/utkface")
+    add_utkface_argument(parser)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--yaw", default="-60:60:15")

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-from common import utkface_names
+from common import add_utkface_argument, utkface_names
 
 from uvaug.fit.run import fit_inputs
 from uvaug.io import MANIFEST_NAME, discover_inputs, load_rgba, read_manifest, write_image_atomic
@@ -151,12 +151,7 @@ def binned(by_view: dict[tuple[float, float], list]) -> dict[str, list]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--data",
-        type=Path,
-        default=Path(__file__).resolve().parents[2] / "shared/data/utkface",
-        help="UTKFace folder holding images/ and splits/ (default: ../shared/data/utkface)",
-    )
+    add_utkface_argument(ap)
     ap.add_argument("--limit", type=int, default=100, help="first N names of splits/val.txt (default 100)")
     ap.add_argument("--uv-method", choices=("incomplete", "symmetric"), default="incomplete")
     ap.add_argument("--workers", type=int, default=available_cores(), help="default: CPU cores")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import cv2
-from common import steady_rate, utkface_names
+from common import add_utkface_argument, steady_rate, utkface_names
 
 from uvaug.fit.run import fit_inputs
 from uvaug.io import discover_inputs
@@ -104,12 +104,7 @@ def load() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--data",
-        type=Path,
-        default=Path(__file__).resolve().parents[2] / "shared/data/utkface",
-        help="UTKFace folder holding images/ and splits/ (default: ../shared/data/utkface)",
-    )
+    add_utkface_argument(ap)
     ap.add_argument("--limit", type=int, default=50, help="first N names of splits/val.txt (default 50)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run, in turn")
     ap.add_argument("--yaw", default="-60:60:15", help="yaw angles, as uvaug render --yaw (default 9 views)")
