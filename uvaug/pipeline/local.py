@@ -9,40 +9,27 @@ the dataset's size, and the workers always have queued work while a batch comple
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
-
-from uvaug.artifacts import REASON_COMPLETE, REASON_CRASH, STATUS_ERROR
+from uvaug.artifacts import REASON_CRASH, STATUS_ERROR
 from uvaug.pipeline.options import PipelineOptions
 from uvaug.pipeline.work import (
     FaceOutcome,
     FaceWork,
     FitOutcome,
+    InputResult,
     InputTask,
     RenderTask,
+    complete_faces,
+    completion_failure,
     fit_task,
     init_worker,
     render_task,
 )
-from uvaug.runner import describe_error, stop_pool
-
-
-@dataclass
-class InputResult:
-    """Everything one input produced: its fit outcome and one render outcome per face."""
-
-    fit: FitOutcome
-    faces: list[FaceOutcome] = field(default_factory=list)
-    complete_seconds: float = 0.0
-
-    @property
-    def task(self) -> InputTask:
-        return self.fit.task
+from uvaug.runner import stop_pool
 
 
 @dataclass
@@ -116,7 +103,7 @@ class _Run:
                 try:
                     outcome = future.result()
                 except BrokenProcessPool as exc:
-                    self._recover(str(exc) or "a worker process died")
+                    self._recover(str(exc) or "a worker process died", rel)
                     break
                 if kind == "fit":
                     self._fitted(rel, outcome)
@@ -149,34 +136,21 @@ class _Run:
             self.on_input(self.flight.pop(rel).result)
 
     def _complete(self, batch: list[tuple[str, FaceWork]]) -> None:
-        """Complete a batch (one call per map size) and queue the renders; a failed call fails its faces."""
-        by_size: dict[int, list[tuple[str, FaceWork]]] = {}
-        for rel, work in batch:
-            by_size.setdefault(work.uv.shape[0], []).append((rel, work))
-        for group in by_size.values():
-            start = time.perf_counter()
-            try:
-                completed = self.ex.completer(np.stack([work.uv for _, work in group]))
-                error = ""
-            except Exception as exc:
-                completed, error = None, describe_error(exc)
-            share = (time.perf_counter() - start) / len(group)
-            for i, (rel, work) in enumerate(group):
-                result = self.flight[rel].result
-                result.complete_seconds += share
-                if completed is None:
-                    failed = FaceOutcome(result.task, work.face, errors=[f"completion failed: {error}"])
-                    failed.reason = REASON_COMPLETE
-                    self._face_done(rel, failed)
-                else:
-                    work.uv, work.completed = completed[i], True
-                    self._submit("render", rel, render_task, RenderTask(result.task, work))
+        """Complete a batch and queue the renders; a failed completion call fails its faces."""
+        outcomes = complete_faces(self.ex.completer, [work for _, work in batch])
+        for (rel, work), (error, seconds) in zip(batch, outcomes, strict=True):
+            result = self.flight[rel].result
+            result.complete_seconds += seconds
+            if error:
+                self._face_done(rel, completion_failure(result.task, work, error))
+            else:
+                self._submit("render", rel, render_task, RenderTask(result.task, work))
 
-    def _recover(self, message: str) -> None:
+    def _recover(self, message: str, failed: str) -> None:
         """A worker died (a crash in native code, the OOM killer) and took the pool's queued work with it:
         record the inputs that had work there (a rerun retries them) and go on with a fresh pool."""
         stop_pool(self.pool)
-        lost = {rel for _, rel in self.pending.values()}
+        lost = {failed} | {rel for _, rel in self.pending.values()}
         self.pending.clear()
         self.fits_running = 0
         self.queue = [(rel, work) for rel, work in self.queue if rel not in lost]

@@ -9,6 +9,7 @@ worker itself cannot work (no GL platform, a missing model) and stops the run.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -77,6 +78,48 @@ class FaceOutcome:
     reason: str = ""
     seconds: float = 0.0
     views: int = 0  # outputs that are views (the rest: the original)
+
+
+@dataclass
+class InputResult:
+    """Everything one input produced: its fit outcome and one render outcome per face (any executor)."""
+
+    fit: FitOutcome
+    faces: list[FaceOutcome] = field(default_factory=list)
+    complete_seconds: float = 0.0
+
+    @property
+    def task(self) -> InputTask:
+        return self.fit.task
+
+
+def complete_faces(completer, works: Sequence[FaceWork]) -> list[tuple[str, float]]:
+    """Complete the maps of ``works`` in place with a batched completer, one call per map size.
+
+    Returns, per work, the error message ('' when completed) and its share of the call's time: a failed call
+    fails only the faces in it.
+    """
+    results: list[tuple[str, float]] = [("", 0.0)] * len(works)
+    by_size: dict[int, list[int]] = {}
+    for i, work in enumerate(works):
+        by_size.setdefault(work.uv.shape[0], []).append(i)
+    for indices in by_size.values():
+        start = time.perf_counter()
+        try:
+            completed, error = completer(np.stack([works[i].uv for i in indices])), ""
+        except Exception as exc:
+            completed, error = None, describe_error(exc)
+        share = (time.perf_counter() - start) / len(indices)
+        for j, i in enumerate(indices):
+            if completed is not None:
+                works[i].uv, works[i].completed = completed[j], True
+            results[i] = (error, share)
+    return results
+
+
+def completion_failure(task: InputTask, work: FaceWork, error: str) -> FaceOutcome:
+    """The outcome of a face whose completion call failed: no views, an error with its reason."""
+    return FaceOutcome(task, work.face, errors=[f"completion failed: {error}"], reason=REASON_COMPLETE)
 
 
 class PipelineWorker:
@@ -234,4 +277,14 @@ def render_task(job: RenderTask) -> FaceOutcome:
     return _WORKER.render(job)
 
 
-__all__ = ["FaceOutcome", "FaceWork", "FitOutcome", "InputTask", "PipelineWorker", "RenderTask"]
+__all__ = [
+    "FaceOutcome",
+    "FaceWork",
+    "FitOutcome",
+    "InputResult",
+    "InputTask",
+    "PipelineWorker",
+    "RenderTask",
+    "complete_faces",
+    "completion_failure",
+]
