@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,11 +25,18 @@ from uvaug.cli.render import (
     parse_views,
 )
 
+
+class Executor(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 EPILOG = """[bold]Examples[/]
 
   uvaug pipeline casia/ -o casia-aug/ --align arcface          [dim]# 9 yaws per image, 112x112 crops[/]
   uvaug pipeline faces/ --yaw -45,45 --pitch -20:20:20 --include-original
   uvaug pipeline faces/ -o out/ --method symmetric -w 8        [dim]# no network: mirror + smooth fill[/]
+  uvaug pipeline /shared/vggface2/ -o /shared/aug/ --executor ray --ray-address auto   [dim]# a Ray cluster[/]
 
 Every image under IMAGES (identity folders or any layout) is fitted, its UV map completed (the shipped model
 on ONNX Runtime, CUDA when present, in batches) and rendered at every yaw x pitch; the stages overlap, so all
@@ -37,6 +45,10 @@ cores stay busy. Outputs mirror the input folders: [cyan]OUT/<identity>/<image>_
 (counts per status and reason, time per stage, peak memory) and [cyan]sheet.png[/] (a contact sheet).
 Interrupt it at any time (Ctrl-C, kill -9) and run the same command again: it continues where it stopped;
 failed inputs are retried. A rerun must use the same settings (they are kept in pipeline.json).
+
+[bold]--executor ray[/] (pip install 'uvaug\\[ray]') runs the same stages as Ray Data actor pools on a Ray
+cluster (--ray-address, or $RAY_ADDRESS, else a local Ray instance), completion on the cluster's GPUs when
+it has any; the outputs equal a local run's. Every node must see IMAGES and OUT at the same paths.
 """
 
 
@@ -101,6 +113,19 @@ def pipeline_command(
     min_face_size: MinFaceSizeOption = 24.0,
     min_score: MinScoreOption = 0.5,
     workers: WorkersOption = None,
+    executor: Annotated[
+        Executor,
+        typer.Option(help="local: worker processes on this machine; ray: Ray Data on a Ray cluster."),
+    ] = Executor.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to join with --executor ray (e.g. auto, ray://head:10001) "
+            "\\[default: $RAY_ADDRESS, else a local Ray instance].",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Redo inputs an earlier run finished (and allow new settings)."),
@@ -111,6 +136,7 @@ def pipeline_command(
     from uvaug.complete.onnx_runtime import DeviceError
     from uvaug.fit.fitter import FitOptions
     from uvaug.pipeline import PipelineOptions, SettingsMismatchError, run_pipeline
+    from uvaug.pipeline.ray_executor import RayExecutorError
     from uvaug.pipeline.run import PipelineInputError
     from uvaug.render.run import RenderOptions
     from uvaug.runner import available_cores
@@ -122,6 +148,8 @@ def pipeline_command(
         fail(f"model file not found: {model}")
     if not source.exists():
         fail(f"input not found: {source}")
+    if ray_address is not None and executor is not Executor.ray:
+        fail("--ray-address only applies to --executor ray")
     out = output or default_output(source, "aug")
     options = PipelineOptions(
         render=RenderOptions(
@@ -140,7 +168,8 @@ def pipeline_command(
         include_original=include_original,
         keep_intermediates=keep_intermediates,
     )
-    workers = workers or available_cores()
+    if executor is Executor.local:
+        workers = workers or available_cores()
     with progress_bar(unit="img") as progress:
         task = progress.add_task("pipeline", total=None)
         _count_inputs_in_background(source, out, lambda n: progress.update(task, total=n))
@@ -150,11 +179,13 @@ def pipeline_command(
                 out,
                 options,
                 workers=workers,
+                executor=executor.value,
+                ray_address=ray_address,
                 overwrite=overwrite,
                 on_skip=lambda: progress.advance(task),
                 on_record=lambda _rec: progress.advance(task),
             )
-        except (PipelineInputError, SettingsMismatchError, ModelError, DeviceError) as exc:
+        except (PipelineInputError, SettingsMismatchError, ModelError, DeviceError, RayExecutorError) as exc:
             progress.stop()
             fail(str(exc))
         except KeyboardInterrupt:
@@ -175,7 +206,7 @@ def pipeline_command(
         "views written": report.views,
         "time": f"{report.seconds:.1f} s",
         "rate": f"{report.rate:.2f} img/s, {report.views / max(report.seconds, 1e-9):.1f} views/s "
-        f"({workers} workers)",
+        f"({report.workers} workers{', Ray' if executor is Executor.ray else ''})",
     }
     for stage in ("fit", "complete", "render"):
         n = report.stage_items[stage]

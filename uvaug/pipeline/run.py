@@ -1,7 +1,8 @@
 """One pipeline run: inputs streamed from the folder, finished ones skipped, results into the manifest.
 
-The executor (local processes today) only turns tasks into :class:`InputResult`\\ s; everything a user reads
-(``manifest.jsonl``, ``report.json``, ``sheet.png``) is written here, the same way for every executor.
+The executor (local processes, or Ray Data on a cluster) only turns tasks into :class:`InputResult`\\ s;
+everything a user reads (``manifest.jsonl``, ``report.json``, ``sheet.png``) is written here, the same way for
+every executor.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from uvaug.artifacts import (
     STATUS_OK,
 )
 from uvaug.io import MANIFEST_NAME, InputError, ManifestWriter, iter_inputs, iter_manifest, write_text_atomic
-from uvaug.pipeline.local import InputResult, LocalExecutor
+from uvaug.pipeline.local import LocalExecutor
 from uvaug.pipeline.options import REPORT_NAME, SHEET_NAME, PipelineOptions, check_settings
 from uvaug.pipeline.state import ManifestState
-from uvaug.pipeline.work import InputTask
+from uvaug.pipeline.work import InputResult, InputTask
 from uvaug.runner import available_cores, prepare_output
 
 Record = dict[str, object]
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 SHEET_ROWS = 8
 
 
@@ -50,6 +51,7 @@ class PipelineReport:
     stage_items: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     workers: int = 1
+    executor: str = "local"
     output_excluded: bool = False  # the output folder is inside the input folder and was left out
     totals: Counter = field(default_factory=Counter)  # the whole output folder: (status, reason) -> inputs
     peak_rss_mb: float = 0.0
@@ -91,6 +93,7 @@ class PipelineReport:
             "images_per_second": round(self.rate, 3),
             "views_per_second": round(self.views / self.seconds, 3) if self.seconds else 0.0,
             "workers": self.workers,
+            "executor": self.executor,
             "stages": stages,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "output_folder_excluded_from_inputs": self.output_excluded,
@@ -141,6 +144,7 @@ def run_pipeline(
     *,
     workers: int | None = None,
     executor: str = "local",
+    ray_address: str | None = None,
     overwrite: bool = False,
     on_skip: Callable[[], None] | None = None,
     on_record: Callable[[Record], None] | None = None,
@@ -149,22 +153,19 @@ def run_pipeline(
 
     Raises :class:`PipelineInputError` for unusable folders, :class:`uvaug.pipeline.SettingsMismatchError`
     when ``out_dir`` holds a run made with other settings, :class:`uvaug.assets.ModelError` for a missing
-    completion model.
+    completion model, :class:`uvaug.pipeline.ray_executor.RayExecutorError` when ``executor="ray"`` cannot
+    run. ``workers``: processes (local) or actors per CPU stage (Ray; default: one per CPU of the cluster).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     src, out = Path(source), Path(out_dir)
     if not src.exists():
         raise PipelineInputError(f"input not found: {source}")
-    report = PipelineReport(workers=workers or available_cores())
+    report = PipelineReport(workers=workers or available_cores(), executor=executor)
     report.output_excluded = check_folders(src, out)
     out = prepare_output(out)
     check_settings(out, options, overwrite)
-    completer = None
-    if options.method == "model":  # one batched session here; per-map completers run in the workers
-        from uvaug.complete.run import create_completer
-
-        completer = create_completer("model", options.model, device=options.device)
+    run_tasks = _executor(executor, out, options, workers, ray_address, report)
     state = ManifestState() if overwrite else ManifestState.scan(out / MANIFEST_NAME)
     start = time.perf_counter()
     with ManifestWriter(out / MANIFEST_NAME) as manifest:
@@ -205,7 +206,7 @@ def run_pipeline(
             record(input_record(result))
 
         try:
-            LocalExecutor(str(out), options, report.workers, completer).run(tasks(), finished)
+            run_tasks(tasks(), finished)
         finally:
             report.seconds = time.perf_counter() - start
     report.totals = ManifestState.scan(out / MANIFEST_NAME).counts
@@ -213,6 +214,42 @@ def run_pipeline(
     report.sheet = write_pipeline_sheet(out, options)
     write_text_atomic(out / REPORT_NAME, json.dumps(report.to_json(), indent=2) + "\n")
     return report
+
+
+def _executor(
+    name: str,
+    out: Path,
+    options: PipelineOptions,
+    workers: int | None,
+    ray_address: str | None,
+    report: PipelineReport,
+) -> Callable[[Iterator[InputTask], Callable[[InputResult], None]], None]:
+    """The chosen executor's ``run``; the completion model is checked before any input is read."""
+    if name == "ray":
+        from uvaug.pipeline.ray_executor import RayExecutor
+
+        if options.method == "model":  # loaded by the cluster's completion actors; fail early here if absent
+            from uvaug.assets import ModelError
+            from uvaug.complete.onnx_runtime import default_model_path
+
+            path = Path(options.model) if options.model else default_model_path()
+            if not path.is_file():
+                raise ModelError(f"model file not found: {path}")
+        cluster = RayExecutor(str(out), options, workers, address=ray_address)
+
+        def run(tasks: Iterator[InputTask], on_input: Callable[[InputResult], None]) -> None:
+            try:
+                cluster.run(tasks, on_input)
+            finally:
+                report.workers = cluster.plan.workers if cluster.plan else report.workers
+
+        return run
+    completer = None
+    if options.method == "model":  # one batched session here; per-map completers run in the workers
+        from uvaug.complete.run import create_completer
+
+        completer = create_completer("model", options.model, device=options.device)
+    return LocalExecutor(str(out), options, report.workers, completer).run
 
 
 def peak_rss_mb() -> float:
