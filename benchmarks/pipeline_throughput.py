@@ -2,6 +2,7 @@
 
     python benchmarks/pipeline_throughput.py [--data ../shared/data/utkface] [--sizes 100 1000]
                                              [--workers 2] [--method model] [--model FILE.onnx]
+                                             [--executors local ray]
 
 For each size N, the first N names of UTKFace's ``splits/val.txt`` then ``train.txt`` (200x200 crops) are
 linked into identity folders (one per UTKFace race label, as a recognition set is laid out) and run through
@@ -11,7 +12,10 @@ and a fresh output folder: worker start-up, model loading, decoding, JPEG encodi
 included. Reported per size: wall time and images/s, views/s, the stages' busy time per item (summed over
 workers, from ``report.json``), the peak of the summed resident memory of the whole process tree (sampled
 every 0.2 s from /proc) and the largest single process's peak. The last line prints the wall-time ratio of
-the largest to the smallest size, which is linear scaling when it equals the size ratio.
+the largest to the smallest size, which is linear scaling when it equals the size ratio. With
+``--executors local ray`` every size also runs through ``--executor ray`` (a local Ray instance started and
+stopped by the run itself, so Ray's start-up is in the wall time; its daemons are in the memory figure) and
+the last lines print the Ray-to-local wall-time ratio per size.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ def tree_rss_mb(session: int) -> float:
     return total / 1024
 
 
-def run_once(data: Path, names: list[str], workdir: Path, args: argparse.Namespace) -> dict:
+def run_once(data: Path, names: list[str], workdir: Path, args: argparse.Namespace, executor: str) -> dict:
     src, out = workdir / "in", workdir / "out"
     for name in names:
         race = name.split("_")[2] if name.count("_") >= 3 else "unknown"
@@ -71,6 +75,8 @@ def run_once(data: Path, names: list[str], workdir: Path, args: argparse.Namespa
         str(args.workers),
         "--method",
         args.method,
+        "--executor",
+        executor,
     ]
     if args.model:
         command += ["--model", str(args.model)]
@@ -108,36 +114,43 @@ def main() -> None:
     parser.add_argument("--yaw", default="-60:60:15")
     parser.add_argument("--method", default="model", choices=["model", "symmetric"])
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--executors", nargs="+", default=["local"], choices=["local", "ray"])
     args = parser.parse_args()
     print(
         f"uvaug pipeline --align arcface --yaw {args.yaw} --method {args.method} -w {args.workers}; "
         f"load average {os.getloadavg()[0]:.2f}"
     )
     print(
-        "| images | wall s | images/s | views/s | fit ms | complete ms | render ms | peak RSS (tree) | "
-        "largest process |"
+        "| executor | images | wall s | images/s | views/s | fit ms | complete ms | render ms | "
+        "peak RSS (tree) | largest process |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    walls = {}
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    walls: dict[tuple[str, int], float] = {}
     for size in args.sizes:
         names = utkface_names(args.data, size, ("val.txt", "train.txt"))
-        with tempfile.TemporaryDirectory(prefix="uvaug-pipeline-bench-") as tmp:
-            r = run_once(args.data, names, Path(tmp), args)
-        stages = r["stages"]
-        walls[size] = r["wall"]
-        print(
-            f"| {size} | {r['wall']:.1f} | {size / r['wall']:.2f} | {r['views'] / r['wall']:.1f} | "
-            f"{stages['fit']['ms_per_item']:.1f} | {stages['complete']['ms_per_item']:.1f} | "
-            f"{stages['render']['ms_per_item']:.1f} | {r['tree_peak_mb']:.0f} MiB | "
-            f"{r['peak_rss_mb']:.0f} MiB |",
-            flush=True,
-        )
-    if len(walls) > 1:
-        small, large = min(walls), max(walls)
-        print(
-            f"wall time {large} vs {small} images: {walls[large] / walls[small]:.2f}x "
-            f"(linear: {large / small:.1f}x); load average {os.getloadavg()[0]:.2f}"
-        )
+        for executor in args.executors:
+            with tempfile.TemporaryDirectory(prefix="uvaug-pipeline-bench-") as tmp:
+                r = run_once(args.data, names, Path(tmp), args, executor)
+            stages = r["stages"]
+            walls[executor, size] = r["wall"]
+            print(
+                f"| {executor} | {size} | {r['wall']:.1f} | {size / r['wall']:.2f} | "
+                f"{r['views'] / r['wall']:.1f} | {stages['fit']['ms_per_item']:.1f} | "
+                f"{stages['complete']['ms_per_item']:.1f} | {stages['render']['ms_per_item']:.1f} | "
+                f"{r['tree_peak_mb']:.0f} MiB | {r['peak_rss_mb']:.0f} MiB |",
+                flush=True,
+            )
+    small, large = min(args.sizes), max(args.sizes)
+    for executor in args.executors:
+        if large > small:
+            print(
+                f"{executor}: wall time {large} vs {small} images: "
+                f"{walls[executor, large] / walls[executor, small]:.2f}x (linear: {large / small:.1f}x)"
+            )
+    if len(args.executors) > 1:
+        for size in args.sizes:
+            print(f"ray / local wall time, {size} images: {walls['ray', size] / walls['local', size]:.2f}x")
+    print(f"load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
