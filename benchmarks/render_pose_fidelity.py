@@ -1,41 +1,39 @@
 """Pose fidelity of ``uvaug render``: does a face rendered at (yaw, pitch) read back at that pose?
 
     python benchmarks/render_pose_fidelity.py [--data ../shared/data/utkface] [--limit 100]
-                                              [--uv-method incomplete|symmetric] [--workers N]
+                                              [--uv-method model|symmetric|incomplete] [--split val]
+                                              [--workers N]
 
-The first ``--limit`` names of UTKFace's ``splits/val.txt`` (200x200 crops) are fitted with ``fit_inputs``
-into a temporary folder (the largest face per image, default options). Every fitted face is then rendered
-through the real ``plan_render`` / ``render_fits`` path as a whole photo with ``--background photo``, at
-absolute poses yaw -60..60 step 15 by pitch -20, 0, 20 (27 views), and each rendered image is fitted again by
-the same fitter (``fit_inputs`` on the render folder: ``uvaug.fit.fitter.create_fitter()`` with default
-options in each worker; the largest face). Measured minus asked angles give, per requested view: views
-rendered, the fraction in which a face is detected again, and the mean absolute and mean signed error of
-yaw and pitch (signed: measured - asked; a negative yaw bias at positive yaw means the render reads less
-turned than asked). Rows aggregated by |yaw| (0-45: |yaw| <= 45; 45-60) and over all views follow, and the
-least-squares gain of measured on asked yaw.
+The first ``--limit`` names of UTKFace's ``splits/val.txt`` (200x200 crops; ``--split train``, for tuning:
+every 20th name of the train split) are fitted with ``fit_inputs`` into a temporary folder (the largest face
+per image, default options). Every fitted face is then rendered through the real ``plan_render`` /
+``render_fits`` path as a whole photo with ``--background photo``, at absolute poses yaw -60..60 step 15 by
+pitch -20, 0, 20 (27 views), and each rendered image is fitted again by the same fitter (``fit_inputs`` on the
+render folder, the largest face). Measured minus asked angles give, per requested view: views rendered, the
+fraction in which a face is detected again, and the mean absolute and mean signed error of yaw and pitch
+(signed: measured - asked; a negative yaw bias at positive yaw means the render reads less turned than
+asked). Rows aggregated by |yaw| (0-45: |yaw| <= 45; 45-60) and over all views follow, and the least-squares
+gain of measured on asked yaw.
 
-Texture: by default (``--uv-method incomplete``) the fit's own incomplete UV maps, as ``uvaug render`` uses
-without ``--uv``; the parts of the face the photo did not show render as holes (black, nothing behind the
-face), which lowers re-detection at large yaw. ``--uv-method symmetric`` first fills each map with
-``uvaug.complete.symmetric`` (mirroring the other cheek about u = 0.5) when that module is importable and
-offers a usable function (probed at run time on the first map); otherwise it says so and falls back to the
-incomplete maps. The scores depend only on the images and the code, not the machine.
+Texture (``--uv-method``): ``model`` (default) completes each UV map with the shipped network, as ``uvaug
+pipeline`` does; ``symmetric`` with the mirror-and-fill baseline; ``incomplete`` renders the fit's own maps,
+as ``uvaug render`` without ``--uv`` does, where unseen parts show as holes (lower re-detection at large yaw).
+The scores depend only on the images and the code, not the machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from common import add_utkface_argument, utkface_names
 
+from uvaug.complete.run import create_completer
 from uvaug.fit.run import fit_inputs
 from uvaug.io import MANIFEST_NAME, discover_inputs, load_rgba, read_manifest, write_image_atomic
 from uvaug.render.grid import pose_grid
@@ -45,80 +43,20 @@ from uvaug.runner import available_cores
 YAWS = tuple(float(y) for y in range(-60, 61, 15))
 PITCHES = (-20.0, 0.0, 20.0)
 YAW_BINS = (("0-45", 45.0), ("45-60", 60.0))  # label, largest |yaw|: the first bin takes |yaw| <= 45
-#: Functions of uvaug.complete.symmetric tried first, by name; then any other public function whose name says
-#: fill / complete / symmetric. Each must take one (H, W, 4) uint8 RGBA map (or a batch of them).
-FILL_NAMES = (
-    "symmetric_fill",
-    "complete_symmetric",
-    "fill_symmetric",
-    "symmetric_complete",
-    "complete",
-    "fill",
-)
-
-Completer = Callable[[np.ndarray], np.ndarray]
-
-
-def _as_rgba(result: object, shape: tuple[int, ...]) -> np.ndarray | None:
-    """``result`` as one (H, W, 4) uint8 map, or None when it is not a map of the input's size."""
-    if not isinstance(result, np.ndarray) or result.dtype != np.uint8:
-        return None
-    if result.ndim == 4 and result.shape[0] == 1:
-        result = result[0]
-    if result.ndim != 3 or result.shape[:2] != shape[:2] or result.shape[2] not in (3, 4):
-        return None
-    if result.shape[2] == 3:
-        result = np.concatenate([result, np.full((*shape[:2], 1), 255, np.uint8)], axis=2)
-    return np.ascontiguousarray(result)
-
-
-def find_symmetric_fill(sample: np.ndarray) -> tuple[Completer | None, str]:
-    """A working fill from ``uvaug.complete.symmetric`` (probed on ``sample``) and its name, or None and why.
-
-    The module is written in parallel with this benchmark, so its API is discovered rather than assumed.
-    """
-    try:
-        module = importlib.import_module("uvaug.complete.symmetric")
-    except ImportError as exc:
-        return None, f"uvaug.complete.symmetric is not importable ({exc})"
-    others = [
-        name
-        for name, obj in inspect.getmembers(module, inspect.isfunction)
-        if obj.__module__ == module.__name__
-        and not name.startswith("_")
-        and name not in FILL_NAMES
-        and any(word in name for word in ("fill", "complete", "symmetric"))
-    ]
-    for name in (*FILL_NAMES, *others):
-        fn = getattr(module, name, None)
-        if not callable(fn):
-            continue
-        for batch in (False, True):
-            call: Completer = (lambda m, fn=fn: fn(m[None])) if batch else (lambda m, fn=fn: fn(m))
-            try:
-                if _as_rgba(call(sample.copy()), sample.shape) is not None:
-                    return (
-                        lambda m, call=call: _as_rgba(call(m), m.shape)
-                    ), f"uvaug.complete.symmetric.{name}"
-            except Exception:  # not this function, or not this calling convention
-                continue
-    return None, "uvaug.complete.symmetric has no function that fills one RGBA UV map"
 
 
 def choose_texture(method: str, fits: Path, uv_out: Path) -> tuple[Path | None, str]:
     """The ``--uv`` folder to render with (None: the fit's own maps) and a line saying which texture it is."""
-    incomplete = "the fit's own incomplete UV maps (unseen texels render as holes)"
     if method == "incomplete":
-        return None, incomplete
-    uv_names = [str(r["uv"]) for r in read_manifest(fits / MANIFEST_NAME) if r["status"] == "ok"]
-    if not uv_names:
-        return None, incomplete
-    fill, how = find_symmetric_fill(load_rgba(fits / uv_names[0]))
-    if fill is None:
-        return None, f"{incomplete}; --uv-method symmetric unavailable: {how}"
-    for name in uv_names:
-        write_image_atomic(uv_out / name, fill(load_rgba(fits / name)))
-    return uv_out, f"UV maps completed by {how}"
+        return None, "the fit's own incomplete UV maps (unseen texels render as holes)"
+    completer = create_completer(method)
+    names = [str(r["uv"]) for r in read_manifest(fits / MANIFEST_NAME) if r["status"] == "ok"]
+    for start in range(0, len(names), 8):
+        batch = names[start : start + 8]
+        maps = completer(np.stack([load_rgba(fits / name) for name in batch]))
+        for name, completed in zip(batch, maps, strict=True):
+            write_image_atomic(uv_out / name, completed)
+    return uv_out, f"UV maps completed by --method {method}"
 
 
 def mean(values: Iterable[float]) -> float:
@@ -153,7 +91,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_utkface_argument(ap)
     ap.add_argument("--limit", type=int, default=100, help="first N names of splits/val.txt (default 100)")
-    ap.add_argument("--uv-method", choices=("incomplete", "symmetric"), default="incomplete")
+    ap.add_argument("--uv-method", choices=("model", "symmetric", "incomplete"), default="model")
+    ap.add_argument("--split", choices=("val", "train"), default="val", help="train: for tuning")
     ap.add_argument("--workers", type=int, default=available_cores(), help="default: CPU cores")
     args = ap.parse_args()
     if not (args.data / "images").is_dir():
@@ -161,16 +100,19 @@ def main() -> None:
     if args.limit < 1 or args.workers < 1:
         ap.error("--limit and --workers must be at least 1")
 
-    names = utkface_names(args.data, args.limit)
+    if args.split == "val":
+        names = utkface_names(args.data, args.limit)
+    else:  # spread over the split rather than its first names
+        names = utkface_names(args.data, 20 * args.limit, ("train.txt",))[::20][: args.limit]
     print(
-        f"{len(names)} UTKFace val images from {args.data}; {args.workers} worker(s), "
+        f"{len(names)} UTKFace {args.split} images from {args.data}; {args.workers} worker(s), "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",
         flush=True,
     )
     options = RenderOptions(views=tuple(pose_grid(YAWS, PITCHES)), background="photo")
     with tempfile.TemporaryDirectory(prefix="uvaug-pose-fidelity-") as tmp_name:
         tmp = Path(tmp_name)
-        list_file = tmp / "val.txt"
+        list_file = tmp / "inputs.txt"
         images = args.data.resolve() / "images"
         list_file.write_text("".join(f"{images / name}\n" for name in names), encoding="utf-8")
 

@@ -56,18 +56,24 @@ def test_mirrored_fit_at_minus_yaw_is_the_mirror_of_plus_yaw(fitter, astronaut, 
 def test_a_refit_of_a_turned_render_reads_the_asked_yaw(fitter, astronaut, astro_face, yaw):
     image, _, _ = render(astro_face, astronaut, yaw, 0)
     refit = fitter(np.ascontiguousarray(image))[0].fit
-    assert refit.yaw == pytest.approx(yaw, abs=4)
+    # within a few degrees: the depth wrap was tuned on UTKFace faces, on which this photo reads about 3 low
+    assert refit.yaw == pytest.approx(yaw, abs=5)
     assert refit.pitch == pytest.approx(0, abs=6)  # absolute views: pitch 0 was asked too
 
 
 def test_pitch_turns_the_face_up(fitter, astronaut, astro_face):
     image, _, _ = render(astro_face, astronaut, 0, 15)
     refit = fitter(np.ascontiguousarray(image))[0].fit
-    # The photo is at pitch -9.5, so this is a 24.5-degree turn. Renders overshoot in pitch (a known defect of
-    # the side-to-side depth wrap: about +14 degrees here; benchmarks/render_pose_fidelity.py measures it), so
-    # this checks the direction and that the turn is at least the one asked, not the exact angle.
-    assert 11 < refit.pitch < 32
+    # The photo is at pitch -9.5, so this is a 24.5-degree turn; it reads back within a few degrees (the depth
+    # added to the sides of the mesh turns with yaw only: turned with pitch too it read +29 here).
+    assert refit.pitch == pytest.approx(15, abs=5)
     assert refit.yaw == pytest.approx(0, abs=4)
+
+
+def test_pitch_down_reads_back_down(fitter, astronaut, astro_face):
+    image, _, _ = render(astro_face, astronaut, 0, -15)
+    refit = fitter(np.ascontiguousarray(image))[0].fit
+    assert refit.pitch == pytest.approx(-15, abs=5)
 
 
 def test_aligned_crop_puts_the_five_points_on_the_arcface_template(astro_face, astronaut):

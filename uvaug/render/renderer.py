@@ -70,13 +70,8 @@ class HeadRenderer:
         self._pyrender = pyrender
         self.head = head
         self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
-        face = pyrender.Primitive(
-            positions=head.face_vertices.astype(np.float32),
-            texcoord_0=head.face_uv.astype(np.float32),
-            indices=head.face_triangles,
-            material=_textured(pyrender, pad_colours(face_texture)),
-        )
-        self.face_node = self.scene.add(pyrender.Mesh([face]))
+        self.face_material = _textured(pyrender, pad_colours(face_texture))
+        self.face_node = None
         self.photo_material = _textured(pyrender, photo) if photo is not None else None
         self.background_node = None
         self.camera = pyrender.OrthographicCamera(xmag=1.0, ymag=1.0)
@@ -85,11 +80,21 @@ class HeadRenderer:
     def render(self, rotation: np.ndarray, camera: Camera, background: Background = "photo") -> np.ndarray:
         """RGB uint8 (or RGBA for ``background="none"``) image of the head turned to ``rotation``."""
         pyrender = self._pyrender
-        self.scene.set_pose(self.face_node, self.head.head_matrix(rotation))
-        if self.background_node is not None:
-            self.scene.remove_node(self.background_node)
-            self.background_node = None
-        geometry = [self.head.face_at(rotation)]
+        for node in (self.face_node, self.background_node):
+            if node is not None:
+                self.scene.remove_node(node)
+        self.face_node = self.background_node = None
+        # The face's vertices are placed per view (the added depth turns with yaw only), so its mesh is
+        # rebuilt per view; the textures are uploaded once and shared.
+        face = self.head.face_at(rotation)
+        prim = pyrender.Primitive(
+            positions=face.astype(np.float32),
+            texcoord_0=self.head.face_uv.astype(np.float32),
+            indices=self.head.face_triangles,
+            material=self.face_material,
+        )
+        self.face_node = self.scene.add(pyrender.Mesh([prim]))
+        geometry = [face]
         if background == "photo":
             if self.photo_material is None:
                 raise ValueError("background 'photo' needs the photo")
