@@ -108,3 +108,27 @@ def test_black_background_keeps_only_the_face(astro_face, astronaut):
     assert (image[:40, :40] == 0).all()  # the flag corner is gone
     x0, y0, x1, y1 = astro_face.fit.box.astype(int)
     assert image[y0:y1, x0:x1].mean() > 60
+
+
+@pytest.mark.parametrize(("yaw", "pitch"), [(30, 0), (-45, 15), (20, -20)])
+def test_no_gap_opens_between_the_face_and_its_photo(astro_face, astronaut, yaw, pitch):
+    """A grey face on a grey photo stays all grey when turned: any dark pixel would be the clear colour
+    showing through a crack between the face mesh and the background mesh (their seam must move together)."""
+    grey_photo = np.full_like(astronaut, 128)
+    grey_uv = np.full_like(astro_face.uv, 128)
+    grey_uv[..., 3] = 255
+    head = build_head_scene(astro_face.fit)
+    renderer = HeadRenderer(head, grey_uv, grey_photo)
+    image = renderer.render(
+        target_rotation(astro_face.fit, yaw, pitch), Camera.whole_photo(*astronaut.shape[:2])
+    )
+    assert (np.abs(image.astype(int) - 128) > 40).sum() == 0
+
+
+def test_photos_of_any_width_render_unskewed(fitter, astronaut):
+    """A photo whose RGB rows are not a multiple of 4 bytes long (GL's default unpack alignment) renders at
+    its own pose as itself, not sheared."""
+    photo = np.ascontiguousarray(astronaut[:403, 50:351])  # 301 x 3 bytes per row
+    face = fitter(photo)[0]
+    image, _, _ = render(face, photo, 0, 0, relative=True)
+    assert psnr(image, photo) >= 25

@@ -72,7 +72,10 @@ class HeadRenderer:
         self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
         self.face_material = _textured(pyrender, pad_colours(face_texture))
         self.face_node = None
-        self.photo_material = _textured(pyrender, photo) if photo is not None else None
+        self.photo_material, self.photo_margin = None, 0
+        if photo is not None:
+            self.photo_margin = photo_margin(head)
+            self.photo_material = _textured(pyrender, extend_photo(photo, self.photo_margin))
         self.background_node = None
         self.camera = pyrender.OrthographicCamera(xmag=1.0, ymag=1.0)
         self.camera_node = self.scene.add(self.camera)
@@ -102,7 +105,7 @@ class HeadRenderer:
             geometry.append(anchors)
             prim = pyrender.Primitive(
                 positions=anchors.astype(np.float32),
-                texcoord_0=self.head.anchor_uv.astype(np.float32),
+                texcoord_0=self._photo_uv(),
                 indices=self.head.anchor_triangles,
                 material=self.photo_material,
             )
@@ -115,6 +118,60 @@ class HeadRenderer:
         self.scene.set_pose(self.camera_node, camera.pose(depth))
         color = gl_context().render(self.scene, camera.width, camera.height)
         return color if background == "none" else np.ascontiguousarray(color[..., :3])
+
+    def _photo_uv(self) -> np.ndarray:
+        """The anchors' texture coordinates in the extended photo (the photo sits inside its margin)."""
+        height, width = self.head.image_size
+        margin = self.photo_margin
+        size = np.array([width, height], np.float64)
+        return ((self.head.anchor_uv * size + margin) / (size + 2 * margin)).astype(np.float32)
+
+
+#: Pixels past the photo's border over which its repeated border pixels fade into their blur.
+SHARP_EDGE = 12
+
+
+def extend_photo(photo: np.ndarray, margin: int) -> np.ndarray:
+    """The photo with ``margin`` pixels around it that continue it plausibly.
+
+    Turned heads and aligned crops of tightly cropped photos (UTKFace's 200x200 chips) look past the photo's
+    border. The margin repeats the border's pixels outwards and blurs them more the further they lie from it
+    (fully from :data:`SHARP_EDGE` pixels on), so what shows there is a soft continuation of the photo's
+    colours: not the long streaks of a repeated border row (clamp-to-edge), nor, as a mirror would give,
+    copies of the eyes above the hair.
+    """
+    if margin <= 0:
+        return photo
+    height, width = photo.shape[:2]
+    extended = cv2.copyMakeBorder(photo, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+    size = (extended.shape[1], extended.shape[0])
+    # The wide blur and the blend weights are smooth: compute both on a grid `factor` times coarser.
+    factor = max(1, margin // 16)
+    small = cv2.resize(extended, None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA)
+    blurred = cv2.resize(
+        cv2.GaussianBlur(small, (0, 0), sigmaX=max(1.0, margin / (4 * factor))), size, cv2.INTER_LINEAR
+    )
+    rows = (np.arange(small.shape[0], dtype=np.float32) + 0.5) * (size[1] / small.shape[0]) - margin
+    cols = (np.arange(small.shape[1], dtype=np.float32) + 0.5) * (size[0] / small.shape[1]) - margin
+    beyond_y = np.maximum(np.maximum(-rows, rows - height), 0)  # pixels beyond the photo, 0 inside
+    beyond_x = np.maximum(np.maximum(-cols, cols - width), 0)
+    weight = np.clip(np.hypot(beyond_y[:, None], beyond_x[None, :]) / min(SHARP_EDGE, margin), 0.0, 1.0)
+    weight = cv2.resize(weight, size, interpolation=cv2.INTER_LINEAR)
+    out = cv2.blendLinear(extended, blurred, 1.0 - weight, weight)
+    out[margin : margin + height, margin : margin + width] = photo  # the photo itself, untouched
+    return out
+
+
+def photo_margin(head: HeadScene) -> int:
+    """How far past the photo's border the moving background can look: the turning anchor rings reach
+    beyond it (tight crops), and an aligned crop's window is about as wide as the outer ring."""
+    height, width = head.image_size
+    rings = head.anchors[head.anchor_share > 0][:, :2] * np.array([1.0, -1.0])  # photo pixels, y down
+    (x0, y0), (x1, y1) = rings.min(0), rings.max(0)
+    reach = max(-x0, -y0, x1 - width, y1 - height, 0.0)
+    if reach <= 0:
+        return 0
+    return int(min(reach + 0.25 * max(x1 - x0, y1 - y0), 2 * max(height, width)))
 
 
 def pad_colours(rgba: np.ndarray, texels: int = 4) -> np.ndarray:
@@ -137,10 +194,12 @@ def pad_colours(rgba: np.ndarray, texels: int = 4) -> np.ndarray:
 
 
 def _textured(pyrender, image: np.ndarray):
-    clamp = 33071  # GL_CLAMP_TO_EDGE: geometry past the photo's border takes the border's colours
+    clamp = 33071  # GL_CLAMP_TO_EDGE: geometry past the (extended) photo takes its blurred border colours
+    if image.shape[2] == 3:  # RGB rows of a width that is not a multiple of 4 bytes would be read skewed
+        image = np.dstack([image, np.full(image.shape[:2], 255, image.dtype)])  # (GL unpack alignment 4)
     texture = pyrender.Texture(
         source=np.ascontiguousarray(image),
-        source_channels="RGBA" if image.shape[2] == 4 else "RGB",
+        source_channels="RGBA",
         sampler=pyrender.Sampler(wrapS=clamp, wrapT=clamp),
     )
     return pyrender.MetallicRoughnessMaterial(

@@ -92,6 +92,7 @@ class HeadScene:
     fit_rotation: np.ndarray  # (3, 3) the head's rotation in the photo
     anchors: np.ndarray  # (A, 3) background anchor points
     anchor_share: np.ndarray  # (A,) share of the head rotation each anchor follows, 0..1
+    anchor_vertex: np.ndarray  # (A,) the face vertex an anchor is glued to (the contour), else -1
     anchor_uv: np.ndarray  # (A, 2) texture coordinates into the photo (v up)
     anchor_triangles: np.ndarray  # (B, 3)
     image_size: tuple[int, int]  # height, width
@@ -112,7 +113,8 @@ class HeadScene:
         return self.face_vertices @ m[:3, :3].T + m[:3, 3] + self.face_wrap @ self.wrap_turn(rotation).T
 
     def anchors_at(self, rotation: np.ndarray) -> np.ndarray:
-        """(A, 3) background anchors, each following its share of the turn."""
+        """(A, 3) background anchors, each following its share of the turn; the contour stays glued to the
+        face (whose added depth turns differently, see :meth:`wrap_turn`), so no gap opens between them."""
         delta = rotation @ self.fit_rotation.T
         shares = np.unique(self.anchor_share)
         turns = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([np.eye(3), delta])))(shares).as_matrix()
@@ -120,6 +122,8 @@ class HeadScene:
         for share, turn in zip(shares, turns, strict=True):
             sel = self.anchor_share == share
             out[sel] = (self.anchors[sel] - self.pivot) @ turn.T + self.pivot
+        glued = self.anchor_vertex >= 0
+        out[glued] = self.face_at(rotation)[self.anchor_vertex[glued]]
         return out
 
 
@@ -149,12 +153,14 @@ def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
     contour = face[contour_loop()]
     centre = contour[:, :2].mean(0)
     points, shares = [contour], [np.ones(len(contour))]
+    vertices = [contour_loop()]
     for scale, share in RINGS:
         # Rings may reach past the photo (tight face crops). Clamping them to its border would fold their
         # triangles; unclamped, the texture is sampled clamp-to-edge there and the camera sees only the photo.
         ring = np.column_stack([centre + (contour[:, :2] - centre) * scale, np.full(len(contour), pivot[2])])
         points.append(ring)
         shares.append(np.full(len(ring), share))
+        vertices.append(np.full(len(ring), -1))
     # The fixed frame, well outside the photo and the rings, so that turned rings always stay inside it.
     ring_xy = np.concatenate(points[1:])[:, :2]
     margin = float(max(width, height))
@@ -171,11 +177,13 @@ def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
     )
     points.append(np.column_stack([border_xy, np.full(len(border_xy), pivot[2])]))
     shares.append(np.zeros(len(border_xy)))
+    vertices.append(np.full(len(border_xy), -1))
     anchors, anchor_share = np.concatenate(points), np.concatenate(shares)
+    anchor_vertex = np.concatenate(vertices)
     # Coinciding anchors (degenerate contours) would break the triangulation: keep one of each.
     _, keep = np.unique(np.round(anchors[:, :2], 3), axis=0, return_index=True)
     keep = np.sort(keep)
-    anchors, anchor_share = anchors[keep], anchor_share[keep]
+    anchors, anchor_share, anchor_vertex = anchors[keep], anchor_share[keep], anchor_vertex[keep]
 
     tri = Delaunay(anchors[:, :2]).simplices
     # The face mesh covers the inside of its contour; drop background triangles there.
@@ -197,6 +205,7 @@ def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
         fit_rotation=np.asarray(fit.rotation, np.float64),
         anchors=anchors,
         anchor_share=anchor_share,
+        anchor_vertex=anchor_vertex.astype(np.int64),
         anchor_uv=anchor_uv,
         anchor_triangles=tri.astype(np.int32),
         image_size=(height, width),
