@@ -35,7 +35,7 @@ SHIPPED: dict[str, ShippedModel] = {
         ),
         ShippedModel(
             "uv_completion.onnx",
-            "e481541fd3678784392a92ff72014b14f8d308d414fbe0c1808b801eea37519a",
+            "de889c2942b4b334eb07d7b09d2b9798a7d44ed368d8b5a198dc539fa2873a3d",
             20_194_794,
             "Attention ResCUNet UV completion generator trained on UTKFace (see models/uv_completion.md)",
         ),
