@@ -66,6 +66,14 @@ def default_model_path() -> Path:
     )
 
 
+def completion_model_path(model: str | os.PathLike[str] | None = None) -> Path:
+    """The model file to load: ``model``, or the shipped one; a :class:`ModelError` if it is not there."""
+    path = Path(model) if model is not None else default_model_path()
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    return path
+
+
 def choose_providers(device: str, available: Sequence[str] | None = None) -> list[str]:
     """Execution providers to ask ONNX Runtime for, best first; ``available`` defaults to this build's."""
     if device not in DEVICES:
@@ -104,9 +112,7 @@ class OnnxCompleter:
     def __init__(
         self, model: str | os.PathLike[str] | None = None, device: str = "auto", threads: int | None = None
     ) -> None:
-        self.path = Path(model) if model is not None else default_model_path()
-        if not self.path.is_file():
-            raise ModelError(f"model file not found: {self.path}")
+        self.path = completion_model_path(model)
         providers = choose_providers(device)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or available_cores()

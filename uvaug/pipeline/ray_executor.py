@@ -154,7 +154,7 @@ class RayExecutor:
     ):
         self.out_dir = out_dir
         self.options = options
-        self.workers = workers
+        self.workers = workers  # asked for; once planned, the actors in each of the fit and render pools
         self.address = address
         self.chunk_inputs = max(1, chunk_inputs)
         self.plan: RayPlan | None = None
@@ -168,6 +168,7 @@ class RayExecutor:
             self.plan = plan_stages(
                 resources.get("CPU", 1.0), resources.get("GPU", 0.0), self.options, self.workers
             )
+            self.workers = self.plan.workers
             iterator = iter(tasks)
             while chunk := list(islice(iterator, self.chunk_inputs)):
                 self._run_chunk(ray, chunk, on_input)
@@ -216,37 +217,30 @@ class RayExecutor:
             return self._stages(ray, ds, plan)
 
     def _stages(self, ray, ds, plan: RayPlan):
-        # a crashed actor is restarted; its batch is retried once, then the chunk fails and is split
-        retries = {"max_restarts": -1, "max_task_retries": 1}
-        ds = ds.map_batches(
-            FitActor,
-            fn_constructor_args=(self.out_dir, self.options),
-            batch_size=2,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=plan.workers),
-            num_cpus=plan.worker_cpus,
-            **retries,
-        )
-        if plan.completers:
-            ds = ds.map_batches(
-                CompleteActor,
-                fn_constructor_args=(self.options, plan.device),
-                batch_size=self.options.batch_size,
+        def stage(actor: type, args: tuple, batch_size: int, size: int, **resources):
+            # a crashed actor is restarted; its batch is retried once, then the chunk fails and is split
+            return ds.map_batches(
+                actor,
+                fn_constructor_args=args,
+                batch_size=batch_size,
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=plan.completers),
+                compute=ray.data.ActorPoolStrategy(size=size),
+                max_restarts=-1,
+                max_task_retries=1,
+                **resources,
+            )
+
+        ds = stage(FitActor, (self.out_dir, self.options), 2, plan.workers, num_cpus=plan.worker_cpus)
+        if plan.completers:
+            ds = stage(
+                CompleteActor,
+                (self.options, plan.device),
+                self.options.batch_size,
+                plan.completers,
                 num_cpus=0,
                 num_gpus=plan.completer_gpus,
-                **retries,
             )
-        return ds.map_batches(
-            RenderActor,
-            fn_constructor_args=(self.out_dir, self.options),
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=plan.workers),
-            num_cpus=plan.worker_cpus,
-            **retries,
-        )
+        return stage(RenderActor, (self.out_dir, self.options), 1, plan.workers, num_cpus=plan.worker_cpus)
 
     def _run_chunk(self, ray, chunk: list[InputTask], on_input: Callable[[InputResult], None]) -> None:
         delivered: set[str] = set()

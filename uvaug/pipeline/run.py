@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from uvaug.artifacts import (
     PIPELINE_MANIFEST_FIELDS,
@@ -28,6 +29,9 @@ from uvaug.pipeline.options import REPORT_NAME, SHEET_NAME, PipelineOptions, che
 from uvaug.pipeline.state import ManifestState
 from uvaug.pipeline.work import InputResult, InputTask
 from uvaug.runner import available_cores, prepare_output
+
+if TYPE_CHECKING:
+    from uvaug.pipeline.ray_executor import RayExecutor
 
 Record = dict[str, object]
 EXECUTORS = ("local", "ray")
@@ -161,11 +165,11 @@ def run_pipeline(
     src, out = Path(source), Path(out_dir)
     if not src.exists():
         raise PipelineInputError(f"input not found: {source}")
-    report = PipelineReport(workers=workers or available_cores(), executor=executor)
+    report = PipelineReport(executor=executor)
     report.output_excluded = check_folders(src, out)
     out = prepare_output(out)
     check_settings(out, options, overwrite)
-    run_tasks = _executor(executor, out, options, workers, ray_address, report)
+    runner = _executor(executor, out, options, workers, ray_address)
     state = ManifestState() if overwrite else ManifestState.scan(out / MANIFEST_NAME)
     start = time.perf_counter()
     with ManifestWriter(out / MANIFEST_NAME) as manifest:
@@ -206,9 +210,10 @@ def run_pipeline(
             record(input_record(result))
 
         try:
-            run_tasks(tasks(), finished)
+            runner.run(tasks(), finished)
         finally:
             report.seconds = time.perf_counter() - start
+            report.workers = runner.workers or report.workers  # Ray: known once the cluster is planned
     report.totals = ManifestState.scan(out / MANIFEST_NAME).counts
     report.peak_rss_mb = peak_rss_mb()
     report.sheet = write_pipeline_sheet(out, options)
@@ -217,39 +222,23 @@ def run_pipeline(
 
 
 def _executor(
-    name: str,
-    out: Path,
-    options: PipelineOptions,
-    workers: int | None,
-    ray_address: str | None,
-    report: PipelineReport,
-) -> Callable[[Iterator[InputTask], Callable[[InputResult], None]], None]:
-    """The chosen executor's ``run``; the completion model is checked before any input is read."""
+    name: str, out: Path, options: PipelineOptions, workers: int | None, ray_address: str | None
+) -> LocalExecutor | RayExecutor:
+    """The chosen executor, its completion model checked before any input is read."""
     if name == "ray":
         from uvaug.pipeline.ray_executor import RayExecutor
 
         if options.method == "model":  # loaded by the cluster's completion actors; fail early here if absent
-            from uvaug.assets import ModelError
-            from uvaug.complete.onnx_runtime import default_model_path
+            from uvaug.complete.onnx_runtime import completion_model_path
 
-            path = Path(options.model) if options.model else default_model_path()
-            if not path.is_file():
-                raise ModelError(f"model file not found: {path}")
-        cluster = RayExecutor(str(out), options, workers, address=ray_address)
-
-        def run(tasks: Iterator[InputTask], on_input: Callable[[InputResult], None]) -> None:
-            try:
-                cluster.run(tasks, on_input)
-            finally:
-                report.workers = cluster.plan.workers if cluster.plan else report.workers
-
-        return run
+            completion_model_path(options.model)
+        return RayExecutor(str(out), options, workers, address=ray_address)
     completer = None
     if options.method == "model":  # one batched session here; per-map completers run in the workers
         from uvaug.complete.run import create_completer
 
         completer = create_completer("model", options.model, device=options.device)
-    return LocalExecutor(str(out), options, report.workers, completer).run
+    return LocalExecutor(str(out), options, workers or available_cores(), completer)
 
 
 def peak_rss_mb() -> float:

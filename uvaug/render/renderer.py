@@ -71,11 +71,15 @@ class HeadRenderer:
         self.head = head
         self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
         self.face_material = _textured(pyrender, pad_colours(face_texture))
+        self.face_uv = head.face_uv.astype(np.float32)
         self.face_node = None
-        self.photo_material, self.photo_margin = None, 0
+        self.photo_material = self.photo_uv = None
         if photo is not None:
-            self.photo_margin = photo_margin(head)
-            self.photo_material = _textured(pyrender, extend_photo(photo, self.photo_margin))
+            margin = photo_margin(head)
+            self.photo_material = _textured(pyrender, extend_photo(photo, margin))
+            # the anchors' texture coordinates in the extended photo (the photo sits inside its margin)
+            size = np.array(head.image_size[::-1], np.float64)  # width, height
+            self.photo_uv = ((head.anchor_uv * size + margin) / (size + 2 * margin)).astype(np.float32)
         self.background_node = None
         self.camera = pyrender.OrthographicCamera(xmag=1.0, ymag=1.0)
         self.camera_node = self.scene.add(self.camera)
@@ -92,7 +96,7 @@ class HeadRenderer:
         face = self.head.face_at(rotation)
         prim = pyrender.Primitive(
             positions=face.astype(np.float32),
-            texcoord_0=self.head.face_uv.astype(np.float32),
+            texcoord_0=self.face_uv,
             indices=self.head.face_triangles,
             material=self.face_material,
         )
@@ -105,7 +109,7 @@ class HeadRenderer:
             geometry.append(anchors)
             prim = pyrender.Primitive(
                 positions=anchors.astype(np.float32),
-                texcoord_0=self._photo_uv(),
+                texcoord_0=self.photo_uv,
                 indices=self.head.anchor_triangles,
                 material=self.photo_material,
             )
@@ -118,13 +122,6 @@ class HeadRenderer:
         self.scene.set_pose(self.camera_node, camera.pose(depth))
         color = gl_context().render(self.scene, camera.width, camera.height)
         return color if background == "none" else np.ascontiguousarray(color[..., :3])
-
-    def _photo_uv(self) -> np.ndarray:
-        """The anchors' texture coordinates in the extended photo (the photo sits inside its margin)."""
-        height, width = self.head.image_size
-        margin = self.photo_margin
-        size = np.array([width, height], np.float64)
-        return ((self.head.anchor_uv * size + margin) / (size + 2 * margin)).astype(np.float32)
 
 
 #: Pixels past the photo's border over which its repeated border pixels fade into their blur.
