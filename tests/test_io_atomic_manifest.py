@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path, PurePosixPath
 
 import cv2
@@ -169,6 +172,22 @@ def test_cleanup_temp_files(tmp_path: Path) -> None:
     assert not any(p.exists() for p in stale)
     assert cleanup_temp_files(tmp_path) == 0
     assert cleanup_temp_files(tmp_path / "missing") == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+def test_cleanup_removes_files_of_an_exited_but_unreaped_writer(tmp_path: Path) -> None:
+    """A killed writer can linger as a zombie (its parent killed too, init not yet reaping): it is dead."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":  # exited, not waited
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        leftover = tmp_path / f".view.jpg.{child.pid}.0123abcd.tmp.jpg"
+        leftover.write_bytes(b"half")
+        assert cleanup_temp_files(tmp_path) == 1 and not leftover.exists()
+    finally:
+        child.wait()
 
 
 def test_cleanup_spares_an_in_flight_write(tmp_path: Path) -> None:

@@ -175,4 +175,14 @@ def _process_alive(pid: int) -> bool:
         return True
     except (OSError, OverflowError):
         return False
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but not been reaped yet (a killed worker whose parent died too, until init
+    collects it): ``os.kill(pid, 0)`` still succeeds, yet it will never finish a write."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux), or gone meanwhile
+        return False
+    return stat[stat.rindex(")") + 2 :].startswith("Z")  # the state follows the parenthesised name
