@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,29 +39,18 @@ def mean_colour(source: np.ndarray) -> np.ndarray:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fit", type=Path, required=True, help="uvaug fit output of the UTKFace images")
-    add_utkface_argument(ap)
-    ap.add_argument("--model", action="append", default=[], help="NAME=FILE.onnx (repeatable)")
-    ap.add_argument("--limit", type=int, default=0, help="use only the first N val faces")
-    args = ap.parse_args()
+def score_bins(
+    faces: list,
+    completers: dict[str, Callable[[np.ndarray], np.ndarray]],
+    report: Callable[[str], None] = print,
+) -> dict[str, list[tuple[float, float]]]:
+    """Score mean colour, the symmetric baseline and ``completers`` on every bin; print a row per bin.
 
-    val = (args.data / "splits" / "val.txt").read_text().split()
-    faces = training_faces(args.fit, names=val)[: args.limit or None]
-    methods = {"mean colour": None, "symmetric": None}
-    completers = {}
-    for entry in args.model:
-        name, _, path = entry.partition("=")
-        completers[name] = OnnxCompleter(path, device="cpu")
-        methods[name] = None
-    print(
-        f"{len(faces)} near-frontal UTKFace val faces from {args.fit}; PSNR dB / SSIM over seen-but-hidden "
-        "texels"
-    )
-    header = f"{'target |yaw|':>13} {'hidden':>7}" + "".join(f" {m:>20}" for m in methods)
-    print(header)
+    Returns per method the (PSNR, SSIM) means per bin, in :data:`BINS` order."""
+    methods = ["mean colour", "symmetric", *completers]
+    report(f"{'target |yaw|':>13} {'hidden':>7}" + "".join(f" {m:>20}" for m in methods))
     timings: dict[str, float] = dict.fromkeys(methods, 0.0)
+    results: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
     for low, high in BINS:
         pairs = SelfOcclusionPairs(faces, seed=7 + low, yaw_range=(low, high))
         data = [pairs[i] for i in range(len(pairs))]
@@ -86,13 +76,42 @@ def main() -> None:
         for name in methods:
             scores = [region_scores(outputs[name][i], s, t) for i, (s, t) in enumerate(data)]
             scores = np.array([sc for sc in scores if sc is not None])
-            row += f" {scores[:, 0].mean():>11.2f} / {scores[:, 1].mean():.3f}"
-        print(row)
+            psnr, ssim = float(scores[:, 0].mean()), float(scores[:, 1].mean())
+            results[name].append((psnr, ssim))
+            row += f" {psnr:>11.2f} / {ssim:.3f}"
+        report(row)
     total = len(faces) * len(BINS)
-    print(
+    report(
         f"maps/s (1 process, batches of {BATCH}): "
         + ", ".join(f"{m} {total / max(t, 1e-9):.1f}" for m, t in timings.items())
     )
+    return results
+
+
+def val_faces(fit: Path, data: Path, limit: int) -> list:
+    """The near-frontal fitted faces of the UTKFace val split (the first ``limit``; 0: all)."""
+    val = (data / "splits" / "val.txt").read_text().split()
+    return training_faces(fit, names=val)[: limit or None]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fit", type=Path, required=True, help="uvaug fit output of the UTKFace images")
+    add_utkface_argument(ap)
+    ap.add_argument("--model", action="append", default=[], help="NAME=FILE.onnx (repeatable)")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N val faces")
+    args = ap.parse_args()
+
+    faces = val_faces(args.fit, args.data, args.limit)
+    completers = {}
+    for entry in args.model:
+        name, _, path = entry.partition("=")
+        completers[name] = OnnxCompleter(path, device="cpu")
+    print(
+        f"{len(faces)} near-frontal UTKFace val faces from {args.fit}; PSNR dB / SSIM over seen-but-hidden "
+        "texels"
+    )
+    score_bins(faces, completers)
 
 
 if __name__ == "__main__":
