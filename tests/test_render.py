@@ -76,6 +76,27 @@ def test_pitch_down_reads_back_down(fitter, astronaut, astro_face):
     assert refit.pitch == pytest.approx(-15, abs=5)
 
 
+@pytest.mark.parametrize(("yaw", "pitch"), [(45, 20), (-45, -20), (60, 0)])
+def test_a_turned_face_keeps_its_place_in_the_photo(astro_face, astronaut, yaw, pitch):
+    """Views turn about the face's centre: a tight crop keeps its face in frame. Turning about the neck
+    moved the face's centre by ~25% of its height at these views, out of 200x200 UTKFace chips."""
+    head = build_head_scene(astro_face.fit)
+    at_photo = head.face_at(astro_face.fit.rotation)
+    turned = head.face_at(target_rotation(astro_face.fit, yaw, pitch))
+    height = np.ptp(at_photo[:, 1])
+    shift = np.linalg.norm(turned[:, :2].mean(0) - at_photo[:, :2].mean(0))
+    assert shift < 0.08 * height, shift / height
+    # and the image shows it there: the turned face covers its centre pixel (a fully opaque texture, since
+    # the fit's own map is transparent where the photo did not show the face)
+    opaque = astro_face.uv.copy()
+    opaque[..., 3] = 255
+    image = HeadRenderer(head, opaque, astronaut).render(
+        target_rotation(astro_face.fit, yaw, pitch), Camera.whole_photo(*astronaut.shape[:2]), "none"
+    )
+    cx, cy = (turned[:, :2].mean(0) * TO_GL[:2]).round().astype(int)
+    assert image[cy, cx, 3] == 255
+
+
 def test_aligned_crop_puts_the_five_points_on_the_arcface_template(astro_face, astronaut):
     head = build_head_scene(astro_face.fit)
     frontal = target_rotation(astro_face.fit, 0, 0)
