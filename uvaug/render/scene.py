@@ -46,9 +46,9 @@ RINGS = ((1.35, 1.0), (2.1, 0.5))
 #: re-fit; views turning about the face's centre): yaw MAE for abs(yaw) <= 45 was 3.78 / 3.14 / 2.74 / 2.82 /
 #: 3.16 degrees at 0.03 / 0.04 / 0.05 / 0.06 / 0.08 (pitch MAE 2.8-3.2 throughout); at 0.08 yaw 30 already
 #: overshoots while yaw 45 still reads ~5 low, as the fitter also reads real AFLW2000 photos at 35-55 degrees
-#: (3-5 low). With the pitch turning the added depth as well, pitch 0 at yaw 30 read 3 degrees low and pitch MAE
-#: rose from 4.8 to 5.4 (neck pivot). `benchmarks/render_pose_fidelity.py` measures the result on held-out
-#: (val) faces.
+#: (3-5 low). With the pitch turning the added depth as well, pitch 0 at yaw 30 read 3 degrees low and pitch
+#: MAE rose from 4.8 to 5.4 (neck pivot). `benchmarks/render_pose_fidelity.py` measures the result on
+#: held-out (val) faces.
 DEPTH_WRAP = 0.05
 BORDER_POINTS_PER_SIDE = 8
 
