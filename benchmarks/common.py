@@ -23,8 +23,9 @@ def add_utkface_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def utkface_names(data: Path, limit: int, splits: Sequence[str] = ("val.txt",)) -> list[str]:
-    """The first ``limit`` image names of the given UTKFace split files, in order (val first by default)."""
+def utkface_names(data: Path, limit: int | None, splits: Sequence[str] = ("val.txt",)) -> list[str]:
+    """The first ``limit`` (None: all) image names of the given UTKFace split files, in order (val first by
+    default)."""
     names: list[str] = []
     for split in splits:
         lines = (data / "splits" / split).read_text(encoding="utf-8").splitlines()

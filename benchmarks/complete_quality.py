@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from common import add_utkface_argument
+from common import add_utkface_argument, utkface_names
 
 from uvaug.complete.onnx_runtime import OnnxCompleter
 from uvaug.complete.pairs import SelfOcclusionPairs, training_faces
@@ -90,8 +90,7 @@ def score_bins(
 
 def val_faces(fit: Path, data: Path, limit: int) -> list:
     """The near-frontal fitted faces of the UTKFace val split (the first ``limit``; 0: all)."""
-    val = (data / "splits" / "val.txt").read_text().split()
-    return training_faces(fit, names=val)[: limit or None]
+    return training_faces(fit, names=utkface_names(data, None))[: limit or None]
 
 
 def main() -> None:

@@ -82,7 +82,8 @@ def test_a_turned_face_keeps_its_place_in_the_photo(astro_face, astronaut, yaw, 
     moved the face's centre by ~25% of its height at these views, out of 200x200 UTKFace chips."""
     head = build_head_scene(astro_face.fit)
     at_photo = head.face_at(astro_face.fit.rotation)
-    turned = head.face_at(target_rotation(astro_face.fit, yaw, pitch))
+    rotation = target_rotation(astro_face.fit, yaw, pitch)
+    turned = head.face_at(rotation)
     height = np.ptp(at_photo[:, 1])
     shift = np.linalg.norm(turned[:, :2].mean(0) - at_photo[:, :2].mean(0))
     assert shift < 0.08 * height, shift / height
@@ -91,7 +92,7 @@ def test_a_turned_face_keeps_its_place_in_the_photo(astro_face, astronaut, yaw, 
     opaque = astro_face.uv.copy()
     opaque[..., 3] = 255
     image = HeadRenderer(head, opaque, astronaut).render(
-        target_rotation(astro_face.fit, yaw, pitch), Camera.whole_photo(*astronaut.shape[:2]), "none"
+        rotation, Camera.whole_photo(*astronaut.shape[:2]), "none"
     )
     cx, cy = (turned[:, :2].mean(0) * TO_GL[:2]).round().astype(int)
     assert image[cy, cx, 3] == 255

@@ -150,14 +150,19 @@ def wrap_depth(vertices_gl: np.ndarray, fit: FaceFit, curvature: float) -> np.nd
     return out
 
 
+def canonical_to_gl(fit: FaceFit, point: np.ndarray) -> np.ndarray:
+    """(3,) a canonical-mesh point (cm) where the fitted face has it, in the GL frame."""
+    return (np.asarray(fit.transform, np.float64) @ np.append(point, 1.0)) * TO_GL
+
+
 def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
     height, width = (int(v) for v in fit.image_size)
     topo = mesh_topology()
     fitted = np.asarray(fit.vertices, np.float64) * TO_GL
     wrap = wrap_depth(fitted, fit, depth_wrap)
     face = fitted + wrap  # the photo's pose: the contour and anchors sit on the wrapped face
-    pivot = (np.asarray(fit.transform) @ np.append(TURN_CENTRE_CANONICAL, 1.0)) * TO_GL
-    side_depth = float(((np.asarray(fit.transform) @ np.append(SIDE_DEPTH_CANONICAL, 1.0)) * TO_GL)[2])
+    pivot = canonical_to_gl(fit, TURN_CENTRE_CANONICAL)
+    side_depth = float(canonical_to_gl(fit, SIDE_DEPTH_CANONICAL)[2])
     face_uv = np.column_stack([topo.uvs[:, 0], 1.0 - topo.uvs[:, 1]])
 
     contour = face[contour_loop()]
