@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import shutil
@@ -33,6 +34,7 @@ from uvaug.complete.train import (
     TrainError,
     holdout_names,
     is_fit_output,
+    lr_factor,
     prepare_training_data,
     region_scores,
     resize_rgba,
@@ -171,6 +173,33 @@ def test_resume_continues_to_a_later_epoch_and_keeps_the_history(run, fit_dir, t
     assert losses(resumed / "steps.csv") == losses(tmp_path / "straight" / "steps.csv")
 
 
+def test_lr_decay_anneals_the_last_epochs_along_a_half_cosine():
+    config = dataclasses.replace(TINY, epochs=4, lr_decay_epochs=2)
+    factors = [lr_factor(config, epoch, step, 10) for epoch in range(1, 5) for step in range(1, 11)]
+    assert factors[:21] == [1.0] * 21  # epochs 1-2 and the first step of epoch 3 at the full rate
+    assert all(a > b for a, b in itertools.pairwise(factors[20:]))  # then strictly falling
+    assert lr_factor(config, 3, 6, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))  # a quarter in
+    assert lr_factor(config, 4, 1, 10) == pytest.approx(0.5)  # half way
+    assert 0.0 < factors[-1] < 0.01  # the last step almost at zero
+    assert {lr_factor(TINY, e, s, 10) for e in (1, 2) for s in range(1, 11)} == {1.0}  # no decay: constant
+    with pytest.raises(ValueError, match="lr_decay_epochs 3 exceeds epochs 2"):
+        dataclasses.replace(TINY, lr_decay_epochs=3)
+
+
+def test_a_resumed_run_can_anneal_its_learning_rate(run, fit_dir, tmp_path):
+    run_dir, _ = run
+    resumed = copy_run(run_dir, tmp_path)
+    config = dataclasses.replace(TINY, epochs=3, lr_decay_epochs=1)
+    train(config, fit_dir, resumed, TRAIN, VAL, resume=True)
+    lrs = [float(row["lr"]) for row in read_csv(resumed / "steps.csv")]
+    # Epochs 1-2 (kept from the first run) and epoch 3's first step at 2e-4, its second step half way down.
+    assert lrs == pytest.approx([2e-4] * 5 + [1e-4])
+    last = load_checkpoint(resumed / "last.pt")
+    for name in ("generator", "discriminators"):
+        assert last["optimizers"][name]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert TrainConfig.from_dict(json.loads((resumed / "config.json").read_text())["config"]) == config
+
+
 def test_resume_refuses_another_architecture_and_a_run_folder_is_not_overwritten(run, fit_dir, tmp_path):
     run_dir, _ = run
     resumed = copy_run(run_dir, tmp_path)
@@ -281,11 +310,16 @@ def test_cli_trains_from_photos_resumes_and_exports(cli, photos, tmp_path):
     assert result.stdout.strip() == str(run_dir)  # stdout: the run folder only
     assert "every 20th" in result.stderr and "val PSNR" in result.stderr and "uvaug train" in result.stderr
     assert is_fit_output(run_dir / "fit") and (run_dir / "model.onnx").is_file()
-    # --resume alone: the run's own settings and faces, one more epoch.
-    result = cli("train", run_dir / "fit", "-o", run_dir, "--resume", "--epochs", "2", "--workers", "0")
+    # --resume: the run's own settings and faces, one more epoch, which here also anneals the learning rate.
+    result = cli(
+        "train", run_dir / "fit", "-o", run_dir, "--resume", "--epochs", "2", "--workers", "0",
+        "--lr-decay-epochs", "1",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "resuming" in result.stderr
     assert [row["epoch"] for row in read_csv(run_dir / "metrics.csv")] == ["1", "2"]
+    assert json.loads((run_dir / "config.json").read_text())["config"]["lr_decay_epochs"] == 1
+    assert float(read_csv(run_dir / "steps.csv")[-1]["lr"]) < 2e-4
     result = cli("train", run_dir / "fit", "-o", run_dir, "--resume", "--widths", "8,16,16")
     assert result.exit_code == 2 and "cannot resume" in result.stderr
 

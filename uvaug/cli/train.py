@@ -26,6 +26,7 @@ EPILOG = """[bold]Examples[/]
   uvaug train photos/ -o run/                        [dim]# fit into run/fit, train, export run/model.onnx[/]
   uvaug train faces-fit/ -o run/ --val-list val.txt  [dim]# a fit output; validate on the listed inputs[/]
   uvaug train faces-fit/ -o run/ --epochs 20 --resume  [dim]# continue run/ up to epoch 20[/]
+  uvaug train faces-fit/ -o run/ --epochs 23 --lr-decay-epochs 3 --resume  [dim]# then anneal 3 epochs[/]
   uvaug train photos/ -o tiny/ --width tiny --size 128 --max-train 500 --steps-per-epoch 50 --no-gan
 
 [bold]DATA[/] is a fit output folder (its [cyan]manifest.jsonl[/] lists fitted faces) or photos (a folder, an
@@ -137,6 +138,15 @@ def train_command(
     lr_d: Annotated[
         float | None,
         typer.Option(help="Discriminator learning rate \\[default: 2e-4].", min=0.0, show_default=False),
+    ] = None,
+    lr_decay_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Anneal both learning rates to zero (half cosine) over the last N epochs \\[default: 0, "
+            "constant].",
+            min=0,
+            show_default=False,
+        ),
     ] = None,
     size: Annotated[
         int | None,
@@ -259,6 +269,7 @@ def train_command(
         "epochs": epochs,
         "lr_generator": lr,
         "lr_discriminator": lr_d,
+        "lr_decay_epochs": lr_decay_epochs,
         "seed": seed,
         "workers": workers,
         "device": device.value if device is not None else None,

@@ -108,7 +108,8 @@ LOSS_FIELDS = (
     "d_global",
     "d_local",
 )
-STEP_FIELDS = ("epoch", "step", "global_step", "seconds", *LOSS_FIELDS)  # seconds: wall time incl. data wait
+#: ``seconds``: wall time incl. data wait; ``lr``: the generator learning rate the step used.
+STEP_FIELDS = ("epoch", "step", "global_step", "seconds", "lr", *LOSS_FIELDS)
 BASELINES = ("mean_fill", "symmetric")
 ROW_FIELDS = (
     "epoch",
@@ -138,6 +139,8 @@ class TrainConfig:
     (a random subset of the training faces each epoch, new every epoch) so that long data sets still give
     regular validation and checkpoints. ``max_train`` / ``max_val`` keep a seeded random subset of the faces.
     ``threads`` is torch's intra-op thread count on the CPU (None: the cores this process may use).
+    ``lr_decay_epochs``: the last that many epochs anneal both learning rates to zero along a half cosine,
+    step by step (0: constant rates); resuming with a larger ``epochs`` and a decay adds a fine-tuning phase.
     """
 
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -157,6 +160,7 @@ class TrainConfig:
     adversarial_warmup_epochs: int = 1
     steps_per_epoch: int | None = None
     threads: int | None = None
+    lr_decay_epochs: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frontal", tuple(float(v) for v in self.frontal))
@@ -171,6 +175,7 @@ class TrainConfig:
                 ("max_val", 1),
                 ("steps_per_epoch", 1),
                 ("threads", 1),
+                ("lr_decay_epochs", 0),
             )
             if getattr(self, name) is not None and getattr(self, name) < low
         ]
@@ -191,6 +196,8 @@ class TrainConfig:
                 f"uv_size {self.uv_size} is too small for the discriminators' downsamplings; use a larger "
                 "size, fewer downsamplings or no GAN terms"
             )
+        if self.lr_decay_epochs > self.epochs:
+            problems.append(f"lr_decay_epochs {self.lr_decay_epochs} exceeds epochs {self.epochs}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -673,6 +680,21 @@ def _check_resumable(checkpoint: Mapping[str, Any], config: TrainConfig, val_dig
         )
 
 
+def lr_factor(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Share of the base learning rates used by ``step`` (1-based) of ``epoch`` (1-based).
+
+    1 until the last ``lr_decay_epochs`` epochs, then a half cosine that reaches 0 after the run's final step.
+    A function of the position in the run only, so a resumed run follows the same schedule.
+    """
+    if config.lr_decay_epochs == 0:
+        return 1.0
+    done = (epoch - 1) + (step - 1) / steps_per_epoch  # epochs completed before this step
+    into_decay = done - (config.epochs - config.lr_decay_epochs)
+    if into_decay <= 0:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(into_decay / config.lr_decay_epochs, 1.0)))
+
+
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -861,6 +883,10 @@ def _run(
             samples = 0
             step_start = epoch_start
             for step, batch in enumerate(train_loader, 1):
+                factor = lr_factor(config, epoch, step, steps_per_epoch)
+                _set_lr(optimizers["generator"], config.lr_generator * factor)
+                if "discriminators" in optimizers:
+                    _set_lr(optimizers["discriminators"], config.lr_discriminator * factor)
                 losses = _train_step(
                     generator, discriminators if gan else None, optimizers, batch, loss_config, device
                 )
@@ -873,6 +899,7 @@ def _run(
                         "step": step,
                         "global_step": (epoch - 1) * steps_per_epoch + step,
                         "seconds": f"{time.perf_counter() - step_start:.3f}",
+                        "lr": f"{config.lr_generator * factor:.6g}",
                         **{k: f"{losses[k]:.6g}" if k in losses else "" for k in LOSS_FIELDS},
                     }
                 )
