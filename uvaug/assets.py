@@ -35,7 +35,7 @@ SHIPPED: dict[str, ShippedModel] = {
         ),
         ShippedModel(
             "uv_completion.onnx",
-            "de889c2942b4b334eb07d7b09d2b9798a7d44ed368d8b5a198dc539fa2873a3d",
+            "5e7ccab67ed8809e5c361933529b6d0f22baae8556eaf9f0aab5f39d301dd559",
             20_194_794,
             "Attention ResCUNet UV completion generator trained on UTKFace (see models/uv_completion.md)",
         ),
