@@ -35,7 +35,7 @@ SHIPPED: dict[str, ShippedModel] = {
         ),
         ShippedModel(
             "uv_completion.onnx",
-            "5e7ccab67ed8809e5c361933529b6d0f22baae8556eaf9f0aab5f39d301dd559",
+            "0353d3c39e469f8dd1dc3352b10bebf8a24cceeffd005beea398c6595294dddc",
             20_194_794,
             "Attention ResCUNet UV completion generator trained on UTKFace (see models/uv_completion.md)",
         ),
