@@ -811,9 +811,6 @@ def _run(
                 optimizer.load_state_dict(checkpoint["optimizers"][name])
         history = [dict(row) for row in checkpoint.get("history", []) if int(row["epoch"]) <= start_epoch]
         baselines = checkpoint.get("baselines")
-    _set_lr(optimizers["generator"], config.lr_generator)  # a resumed run takes the lr it is given now
-    if "discriminators" in optimizers:
-        _set_lr(optimizers["discriminators"], config.lr_discriminator)
 
     train_pairs = SelfOcclusionPairs(train_faces, seed=config.seed)
     val_pairs = SelfOcclusionPairs(val_faces, seed=VALIDATION_SEED)  # epoch 0, always
@@ -883,6 +880,7 @@ def _run(
             samples = 0
             step_start = epoch_start
             for step, batch in enumerate(train_loader, 1):
+                # Every step sets its rates from the config, so a resumed run takes the rates it is given now.
                 factor = lr_factor(config, epoch, step, steps_per_epoch)
                 _set_lr(optimizers["generator"], config.lr_generator * factor)
                 if "discriminators" in optimizers:
