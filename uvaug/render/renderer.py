@@ -86,7 +86,6 @@ class HeadRenderer:
 
     def render(self, rotation: np.ndarray, camera: Camera, background: Background = "photo") -> np.ndarray:
         """RGB uint8 (or RGBA for ``background="none"``) image of the head turned to ``rotation``."""
-        pyrender = self._pyrender
         for node in (self.face_node, self.background_node):
             if node is not None:
                 self.scene.remove_node(node)
@@ -94,26 +93,16 @@ class HeadRenderer:
         # The face's vertices are placed per view (the added depth turns with yaw only), so its mesh is
         # rebuilt per view; the textures are uploaded once and shared.
         face = self.head.face_at(rotation)
-        prim = pyrender.Primitive(
-            positions=face.astype(np.float32),
-            texcoord_0=self.face_uv,
-            indices=self.head.face_triangles,
-            material=self.face_material,
-        )
-        self.face_node = self.scene.add(pyrender.Mesh([prim]))
+        self.face_node = self._add_mesh(face, self.face_uv, self.head.face_triangles, self.face_material)
         geometry = [face]
         if background == "photo":
             if self.photo_material is None:
                 raise ValueError("background 'photo' needs the photo")
-            anchors = self.head.anchors_at(rotation)
+            anchors = self.head.anchors_at(rotation, face)
             geometry.append(anchors)
-            prim = pyrender.Primitive(
-                positions=anchors.astype(np.float32),
-                texcoord_0=self.photo_uv,
-                indices=self.head.anchor_triangles,
-                material=self.photo_material,
+            self.background_node = self._add_mesh(
+                anchors, self.photo_uv, self.head.anchor_triangles, self.photo_material
             )
-            self.background_node = self.scene.add(pyrender.Mesh([prim]))
         # Clip planes around the turned geometry: parts that swing backwards must stay inside the far plane.
         z = np.concatenate(geometry)[:, 2]
         depth = float(z.max()) + 10.0
@@ -122,6 +111,14 @@ class HeadRenderer:
         self.scene.set_pose(self.camera_node, camera.pose(depth))
         color = gl_context().render(self.scene, camera.width, camera.height)
         return color if background == "none" else np.ascontiguousarray(color[..., :3])
+
+    def _add_mesh(self, positions: np.ndarray, uv: np.ndarray, triangles: np.ndarray, material):
+        """A textured triangle mesh added to the scene; its node."""
+        pyrender = self._pyrender
+        prim = pyrender.Primitive(
+            positions=positions.astype(np.float32), texcoord_0=uv, indices=triangles, material=material
+        )
+        return self.scene.add(pyrender.Mesh([prim]))
 
 
 #: Pixels past the photo's border over which its repeated border pixels fade into their blur.

@@ -121,9 +121,10 @@ class HeadScene:
         m = self.head_matrix(rotation)
         return self.face_vertices @ m[:3, :3].T + m[:3, 3] + self.face_wrap @ self.wrap_turn(rotation).T
 
-    def anchors_at(self, rotation: np.ndarray) -> np.ndarray:
+    def anchors_at(self, rotation: np.ndarray, face: np.ndarray | None = None) -> np.ndarray:
         """(A, 3) background anchors, each following its share of the turn; the contour stays glued to the
-        face (whose added depth turns differently, see :meth:`wrap_turn`), so no gap opens between them."""
+        face (whose added depth turns differently, see :meth:`wrap_turn`), so no gap opens between them.
+        ``face``: :meth:`face_at` of the same ``rotation``, when the caller already has it."""
         delta = rotation @ self.fit_rotation.T
         shares = np.unique(self.anchor_share)
         turns = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([np.eye(3), delta])))(shares).as_matrix()
@@ -132,7 +133,8 @@ class HeadScene:
             sel = self.anchor_share == share
             out[sel] = (self.anchors[sel] - self.pivot) @ turn.T + self.pivot
         glued = self.anchor_vertex >= 0
-        out[glued] = self.face_at(rotation)[self.anchor_vertex[glued]]
+        face = self.face_at(rotation) if face is None else face
+        out[glued] = face[self.anchor_vertex[glued]]
         return out
 
 
