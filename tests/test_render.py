@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from uvaug.fit.uv import uv_layout, visibility
 from uvaug.render.align import ARCFACE_TEMPLATE, arcface_matrix, five_points
-from uvaug.render.renderer import Camera, HeadRenderer
+from uvaug.render.renderer import STRETCH_SOFT, Camera, HeadRenderer
 from uvaug.render.scene import TO_GL, build_head_scene, target_rotation
 
 
@@ -58,7 +59,9 @@ def test_a_refit_of_a_turned_render_reads_the_asked_yaw(fitter, astronaut, astro
     refit = fitter(np.ascontiguousarray(image))[0].fit
     # within a few degrees: the depth wrap was tuned on UTKFace faces, on which this photo reads about 3 low
     assert refit.yaw == pytest.approx(yaw, abs=5)
-    assert refit.pitch == pytest.approx(0, abs=6)  # absolute views: pitch 0 was asked too
+    # absolute views: pitch 0 was asked too; this photo's renders read 3-6 degrees low at +-30 (UTKFace val
+    # views at yaw +30, pitch 0 read 2.6 low on average: benchmarks/render_pose_fidelity.py)
+    assert refit.pitch == pytest.approx(0, abs=7)
 
 
 def test_pitch_turns_the_face_up(fitter, astronaut, astro_face):
@@ -154,3 +157,52 @@ def test_photos_of_any_width_render_unskewed(fitter, astronaut):
     face = fitter(photo)[0]
     image, _, _ = render(face, photo, 0, 0, relative=True)
     assert psnr(image, photo) >= 25
+
+
+def test_background_stretch_is_one_at_the_photos_pose_and_grows_where_the_head_uncovers(astro_face):
+    head = build_head_scene(astro_face.fit)
+    at_rest = head.background_stretch(head.anchors_at(target_rotation(astro_face.fit, 0, 0, relative=True)))
+    np.testing.assert_allclose(at_rest, 1.0, atol=1e-6)
+    turned = head.background_stretch(head.anchors_at(target_rotation(astro_face.fit, 60, 0)))
+    assert turned.max() > STRETCH_SOFT
+    assert np.median(turned) < 1.5  # most of the photo is only moved, not smeared
+
+
+def test_uncovered_background_is_defocused_not_streaked(astro_face, astronaut):
+    """On a photo of pure noise, the background that a 60-degree turn stretches shows as a smooth blur with
+    defocus and as streaks without; the face itself, and a view at the photo's own pose, are untouched."""
+    noise = np.random.default_rng(0).integers(0, 256, astronaut.shape, dtype=np.uint8)
+    grey_uv = np.full_like(astro_face.uv, 128)
+    grey_uv[..., 3] = 255
+    head = build_head_scene(astro_face.fit)
+    camera = Camera.whole_photo(*astronaut.shape[:2])
+
+    def views(rotation):
+        return [HeadRenderer(head, grey_uv, noise, defocus=d).render(rotation, camera) for d in (True, False)]
+
+    soft, sharp = views(target_rotation(astro_face.fit, 0, 0, relative=True))
+    assert np.array_equal(soft, sharp)
+
+    turned = target_rotation(astro_face.fit, 60, 0)
+    soft, sharp = views(turned)
+    face = HeadRenderer(head, grey_uv, None).render(turned, camera, "none")[..., 3] > 0
+    inner = cv2.erode(face.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert inner.sum() > 5000 and np.array_equal(soft[inner], sharp[inner])
+    # Where the defocused photo shows through, the two views differ by about its share of the noise: the
+    # local mean of their difference finds it (a single pixel's difference can be small anywhere).
+    difference = cv2.blur(np.abs(soft.astype(np.float32) - sharp).mean(-1), (9, 9))
+    defocused = (difference > 30) & ~cv2.dilate(face.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert defocused.mean() > 0.01
+    # neighbours along the columns (the streaks run along the rows) inside that region
+    inside = defocused[1:] & defocused[:-1]
+
+    def roughness(image):
+        return np.abs(np.diff(image.astype(float), axis=0)).mean(-1)[inside].mean()
+
+    assert roughness(soft) < 0.3 * roughness(sharp), (roughness(soft), roughness(sharp))
+    # Far from the head (past the rings that may fade) a large photo is only moved, never defocused.
+    contour = head.anchors[head.anchor_ring == 0, :2]
+    radius = np.linalg.norm(contour - head.pivot[:2], axis=1).max()
+    rows, cols = np.mgrid[: astronaut.shape[0], : astronaut.shape[1]]
+    far = np.hypot(cols - head.pivot[0], -rows - head.pivot[1]) > 3 * radius
+    assert far.mean() > 0.3 and np.array_equal(soft[far], sharp[far])

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from uvaug.gl import INSTALL_HINT, select_platform
-from uvaug.render.scene import HeadScene
+from uvaug.render.scene import DEFOCUS_RINGS, HeadScene
 
 Background = Literal["photo", "black", "none"]
 
@@ -64,7 +64,11 @@ class Camera:
 class HeadRenderer:
     """Renders one :class:`HeadScene` at any rotation; build one per face, reuse it for all its views."""
 
-    def __init__(self, head: HeadScene, face_texture: np.ndarray, photo: np.ndarray | None):
+    def __init__(
+        self, head: HeadScene, face_texture: np.ndarray, photo: np.ndarray | None, defocus: bool = True
+    ):
+        """``defocus``: show a defocused photo where the background stretches over what the turned head
+        uncovers (see :meth:`_add_background`); off, the sharp photo is stretched there."""
         import pyrender
 
         self._pyrender = pyrender
@@ -72,37 +76,42 @@ class HeadRenderer:
         self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
         self.face_material = _textured(pyrender, pad_colours(face_texture))
         self.face_uv = head.face_uv.astype(np.float32)
-        self.face_node = None
-        self.photo_material = self.photo_uv = None
+        self.photo_material = self.photo_uv = self._photo = self._soft_material = None
+        self.defocus = defocus
         if photo is not None:
             margin = photo_margin(head)
-            self.photo_material = _textured(pyrender, extend_photo(photo, margin))
+            self._photo = extend_photo(photo, margin)
+            texture = _texture(pyrender, self._photo)
+            self.photo_material = _material(pyrender, texture)
+            self._fading_photo_material = _material(pyrender, texture, blend=True)
             # the anchors' texture coordinates in the extended photo (the photo sits inside its margin)
             size = np.array(head.image_size[::-1], np.float64)  # width, height
             self.photo_uv = ((head.anchor_uv * size + margin) / (size + 2 * margin)).astype(np.float32)
-        self.background_node = None
+        # Only the inner rings may fade to the defocused photo: the contour meets the face sharp, and past
+        # them the photo is only moved, not smeared (large photos keep their background sharp).
+        self._fading_vertices = np.isin(head.anchor_ring, DEFOCUS_RINGS)
+        # Triangles glued to the contour stretch with the face's own turn (chin, jaw), not over what the
+        # head uncovers: they do not call for the defocused photo.
+        self._glued_triangles = (head.anchor_vertex[head.anchor_triangles] >= 0).any(1)
+        self._view_nodes: list = []
         self.camera = pyrender.OrthographicCamera(xmag=1.0, ymag=1.0)
         self.camera_node = self.scene.add(self.camera)
 
     def render(self, rotation: np.ndarray, camera: Camera, background: Background = "photo") -> np.ndarray:
         """RGB uint8 (or RGBA for ``background="none"``) image of the head turned to ``rotation``."""
-        for node in (self.face_node, self.background_node):
-            if node is not None:
-                self.scene.remove_node(node)
-        self.face_node = self.background_node = None
+        for node in self._view_nodes:
+            self.scene.remove_node(node)
         # The face's vertices are placed per view (the added depth turns with yaw only), so its mesh is
         # rebuilt per view; the textures are uploaded once and shared.
         face = self.head.face_at(rotation)
-        self.face_node = self._add_mesh(face, self.face_uv, self.head.face_triangles, self.face_material)
+        self._view_nodes = [self._add_mesh(face, self.face_uv, self.head.face_triangles, self.face_material)]
         geometry = [face]
         if background == "photo":
             if self.photo_material is None:
                 raise ValueError("background 'photo' needs the photo")
             anchors = self.head.anchors_at(rotation, face)
-            geometry.append(anchors)
-            self.background_node = self._add_mesh(
-                anchors, self.photo_uv, self.head.anchor_triangles, self.photo_material
-            )
+            geometry.append(anchors - (0.0, 0.0, DEFOCUS_LAYER_GAP))
+            self._add_background(anchors)
         # Clip planes around the turned geometry: parts that swing backwards must stay inside the far plane.
         z = np.concatenate(geometry)[:, 2]
         depth = float(z.max()) + 10.0
@@ -112,13 +121,76 @@ class HeadRenderer:
         color = gl_context().render(self.scene, camera.width, camera.height)
         return color if background == "none" else np.ascontiguousarray(color[..., :3])
 
-    def _add_mesh(self, positions: np.ndarray, uv: np.ndarray, triangles: np.ndarray, material):
-        """A textured triangle mesh added to the scene; its node."""
+    def _add_background(self, anchors: np.ndarray) -> None:
+        """The photo around the turned face. Where background triangles stretch (over what the turned head
+        uncovers), a defocused copy of the photo shows instead of the sharp one, so that a narrow strip of
+        hair, clothes or the photo's border smeared across the gap reads as out-of-focus background, not as
+        streaks: the defocused mesh lies just behind the sharp one, which fades out per vertex (alpha
+        blending), so the textures stay uploaded once per face. Views that stretch nothing draw one mesh."""
+        triangles = self.head.anchor_triangles
+        weight = stretch_weight(self.head.background_stretch(anchors))
+        weight[self._glued_triangles] = 0.0
+        vertex_weight = np.zeros(len(anchors))
+        np.maximum.at(vertex_weight, triangles.ravel(), np.repeat(weight, 3))
+        vertex_weight[~self._fading_vertices] = 0.0
+        if not (self.defocus and vertex_weight.any()):
+            self._view_nodes.append(self._add_mesh(anchors, self.photo_uv, triangles, self.photo_material))
+            return
+        if self._soft_material is None:
+            self._soft_material = _textured(self._pyrender, soften(self._photo, self.head))
+        behind = anchors - (0.0, 0.0, DEFOCUS_LAYER_GAP)
+        self._view_nodes.append(self._add_mesh(behind, self.photo_uv, triangles, self._soft_material))
+        alpha = np.ones((len(anchors), 4), np.float32)
+        alpha[:, 3] = 1.0 - vertex_weight
+        self._view_nodes.append(
+            self._add_mesh(anchors, self.photo_uv, triangles, self._fading_photo_material, colours=alpha)
+        )
+
+    def _add_mesh(
+        self,
+        positions: np.ndarray,
+        uv: np.ndarray,
+        triangles: np.ndarray,
+        material,
+        colours: np.ndarray | None = None,
+    ):
+        """A textured triangle mesh added to the scene (``colours``: RGBA per vertex, multiplying the
+        texture); its node."""
         pyrender = self._pyrender
         prim = pyrender.Primitive(
-            positions=positions.astype(np.float32), texcoord_0=uv, indices=triangles, material=material
+            positions=positions.astype(np.float32),
+            texcoord_0=uv,
+            color_0=colours,
+            indices=triangles,
+            material=material,
         )
         return self.scene.add(pyrender.Mesh([prim]))
+
+
+#: Magnification (:meth:`HeadScene.background_stretch`) from which a background triangle starts to show the
+#: defocused photo, and from which it shows only that.
+STRETCH_SHARP, STRETCH_SOFT = 1.2, 2.0
+#: Blur of the defocused photo, as a share of the face's width.
+SOFT_BLUR = 0.2
+#: How far (photo px) the defocused background lies behind the sharp one it shows through.
+DEFOCUS_LAYER_GAP = 0.5
+
+
+def stretch_weight(stretch: np.ndarray) -> np.ndarray:
+    """(B,) share of the defocused photo per background triangle, from its magnification in the view."""
+    return np.clip((stretch - STRETCH_SHARP) / (STRETCH_SOFT - STRETCH_SHARP), 0.0, 1.0)
+
+
+def soften(photo: np.ndarray, head: HeadScene) -> np.ndarray:
+    """The (extended) photo, defocused by :data:`SOFT_BLUR` of the face's width."""
+    contour = head.anchors[head.anchor_vertex >= 0][:, :2]
+    sigma = max(1.0, SOFT_BLUR * float(np.ptp(contour[:, 0])))
+    # A wide blur is smooth: run it on a grid about sigma / 3 times coarser (a face costs ~1 ms, not ~80).
+    factor = max(1, int(sigma / 3))
+    size = (photo.shape[1], photo.shape[0])
+    small = cv2.resize(photo, None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma / factor, borderType=cv2.BORDER_REPLICATE)
+    return cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
 
 
 #: Pixels past the photo's border over which its repeated border pixels fade into their blur.
@@ -193,17 +265,37 @@ def pad_colours(rgba: np.ndarray, texels: int = 4) -> np.ndarray:
     return out
 
 
+def _opaque(image: np.ndarray) -> np.ndarray:
+    """RGBA of an RGB image: RGB rows of a width that is not a multiple of 4 bytes would be read skewed (GL
+    unpack alignment 4)."""
+    if image.shape[2] == 4:
+        return image
+    return np.dstack([image, np.full(image.shape[:2], 255, image.dtype)])
+
+
 def _textured(pyrender, image: np.ndarray):
+    """An unlit, alpha-masked material showing ``image``."""
+    return _material(pyrender, _texture(pyrender, image))
+
+
+def _texture(pyrender, image: np.ndarray):
     clamp = 33071  # GL_CLAMP_TO_EDGE: geometry past the (extended) photo takes its blurred border colours
-    if image.shape[2] == 3:  # RGB rows of a width that is not a multiple of 4 bytes would be read skewed
-        image = np.dstack([image, np.full(image.shape[:2], 255, image.dtype)])  # (GL unpack alignment 4)
-    texture = pyrender.Texture(
-        source=np.ascontiguousarray(image),
+    return pyrender.Texture(
+        source=np.ascontiguousarray(_opaque(image)),
         source_channels="RGBA",
         sampler=pyrender.Sampler(wrapS=clamp, wrapT=clamp),
     )
+
+
+def _material(pyrender, texture, blend: bool = False):
+    """An unlit material showing ``texture``: alpha masked, or with ``blend`` alpha-blended over what lies
+    behind it (materials sharing a texture upload it once)."""
     return pyrender.MetallicRoughnessMaterial(
-        baseColorTexture=texture, metallicFactor=0.0, roughnessFactor=1.0, alphaMode="MASK", alphaCutoff=0.5
+        baseColorTexture=texture,
+        metallicFactor=0.0,
+        roughnessFactor=1.0,
+        alphaMode="BLEND" if blend else "MASK",
+        alphaCutoff=None if blend else 0.5,
     )
 
 

@@ -35,8 +35,13 @@ TO_GL = np.array([1.0, -1.0, -1.0])
 TURN_CENTRE_CANONICAL = np.array([0.0, -0.68, 4.16])
 #: Depth (canonical cm) of the background rings around the face: that of the sides of a head, behind the face.
 SIDE_DEPTH_CANONICAL = np.array([0.0, -1.0, -4.5])
-#: Anchor rings: (scale of the contour about the face centre, share of the head rotation they follow).
-RINGS = ((1.35, 1.0), (2.1, 0.5))
+#: Anchor rings: (scale of the contour about the face centre, share of the head rotation they follow). The
+#: third moves with the second: it only bounds the band in which the renderer may show a defocused photo
+#: (:data:`DEFOCUS_RINGS`), so that the large triangles out to the photo's fixed frame always stay sharp.
+RINGS = ((1.35, 1.0), (2.1, 0.5), (2.35, 0.5))
+#: The rings (1-based, as :attr:`HeadScene.anchor_ring` numbers them) whose anchors may fade to the defocused
+#: photo where the background stretches.
+DEFOCUS_RINGS = (1, 2)
 #: Curvature (1/cm) of the cylinder the fitted mesh is wrapped onto: each vertex moves away from the viewer by
 #: DEPTH_WRAP * x^2 (x: its distance from the face's midline in cm). The landmark model's mesh is too flat
 #: from side to side: unwrapped, turned faces read back less turned than asked (by the same fitter, which is
@@ -102,6 +107,7 @@ class HeadScene:
     anchors: np.ndarray  # (A, 3) background anchor points
     anchor_share: np.ndarray  # (A,) share of the head rotation each anchor follows, 0..1
     anchor_vertex: np.ndarray  # (A,) the face vertex an anchor is glued to (the contour), else -1
+    anchor_ring: np.ndarray  # (A,) 0 for the contour, k for the k-th of RINGS, -1 for the fixed frame
     anchor_uv: np.ndarray  # (A, 2) texture coordinates into the photo (v up)
     anchor_triangles: np.ndarray  # (B, 3)
     image_size: tuple[int, int]  # height, width
@@ -137,6 +143,23 @@ class HeadScene:
         out[glued] = face[self.anchor_vertex[glued]]
         return out
 
+    def background_stretch(self, anchors: np.ndarray) -> np.ndarray:
+        """(B,) how much each background triangle magnifies the photo in a view: the larger singular value
+        of the affine map from the triangle at the photo's pose to its projection among ``anchors``
+        (:meth:`anchors_at`). Triangles that stretch over what the turned head uncovers read well above 1."""
+        tri = self.anchor_triangles
+        rest, view = self.anchors[:, :2], anchors[:, :2]
+        source = np.stack([rest[tri[:, 1]] - rest[tri[:, 0]], rest[tri[:, 2]] - rest[tri[:, 0]]], -1)
+        target = np.stack([view[tri[:, 1]] - view[tri[:, 0]], view[tri[:, 2]] - view[tri[:, 0]]], -1)
+        det = np.linalg.det(source)
+        usable = np.abs(det) > 1e-9
+        affine = np.zeros_like(source)
+        affine[usable] = target[usable] @ np.linalg.inv(source[usable])
+        # singular values of 2x2 matrices in closed form: s1^2 + s2^2 = |A|_F^2, s1 * s2 = |det A|
+        frobenius = (affine**2).sum((1, 2))
+        area = np.linalg.det(affine)
+        return np.sqrt(0.5 * (frobenius + np.sqrt(np.maximum(frobenius**2 - 4 * area**2, 0.0))))
+
 
 def wrap_depth(vertices_gl: np.ndarray, fit: FaceFit, curvature: float) -> np.ndarray:
     """(N, 3) offsets pushing GL-frame vertices away from the viewer by ``curvature * x**2`` (x: face-frame cm
@@ -170,8 +193,8 @@ def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
     contour = face[contour_loop()]
     centre = contour[:, :2].mean(0)
     points, shares = [contour], [np.ones(len(contour))]
-    vertices = [contour_loop()]
-    for scale, share in RINGS:
+    vertices, rings = [contour_loop()], [np.zeros(len(contour))]
+    for ring_number, (scale, share) in enumerate(RINGS, start=1):
         # Rings may reach past the photo (tight face crops). Clamping them to its border would fold their
         # triangles; unclamped, the texture is sampled clamp-to-edge there and the camera sees only the photo.
         spread = centre + (contour[:, :2] - centre) * scale
@@ -179,6 +202,7 @@ def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
         points.append(ring)
         shares.append(np.full(len(ring), share))
         vertices.append(np.full(len(ring), -1))
+        rings.append(np.full(len(ring), ring_number))
     # The fixed frame, well outside the photo and the rings, so that turned rings always stay inside it.
     ring_xy = np.concatenate(points[1:])[:, :2]
     margin = float(max(width, height))
@@ -196,12 +220,14 @@ def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
     points.append(np.column_stack([border_xy, np.full(len(border_xy), side_depth)]))
     shares.append(np.zeros(len(border_xy)))
     vertices.append(np.full(len(border_xy), -1))
+    rings.append(np.full(len(border_xy), -1))
     anchors, anchor_share = np.concatenate(points), np.concatenate(shares)
-    anchor_vertex = np.concatenate(vertices)
+    anchor_vertex, anchor_ring = np.concatenate(vertices), np.concatenate(rings)
     # Coinciding anchors (degenerate contours) would break the triangulation: keep one of each.
     _, keep = np.unique(np.round(anchors[:, :2], 3), axis=0, return_index=True)
     keep = np.sort(keep)
     anchors, anchor_share, anchor_vertex = anchors[keep], anchor_share[keep], anchor_vertex[keep]
+    anchor_ring = anchor_ring[keep]
 
     tri = Delaunay(anchors[:, :2]).simplices
     # The face mesh covers the inside of its contour; drop background triangles there.
@@ -224,6 +250,7 @@ def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
         anchors=anchors,
         anchor_share=anchor_share,
         anchor_vertex=anchor_vertex.astype(np.int64),
+        anchor_ring=anchor_ring.astype(np.int64),
         anchor_uv=anchor_uv,
         anchor_triangles=tri.astype(np.int32),
         image_size=(height, width),
