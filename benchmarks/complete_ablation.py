@@ -1,6 +1,7 @@
 """Ablation of the completion generator: each of the paper's parts taken out, at the same training budget.
 
     python benchmarks/complete_ablation.py --fit FIT_DIR -o RUNS [--epochs 2] [--steps 500] [--limit 200]
+        [--lr-decay-epochs 0]
 
 Trains four generators with the shipped model's recipe (``models/uv_completion.md``: UTKFace train split,
 batch 4, 500 steps per epoch, reconstruction losses, seed 0) for the same number of epochs:
@@ -12,9 +13,10 @@ batch 4, 500 steps per epoch, reconstruction losses, seed 0) for the same number
 * ``single-unet``: one residual attention U-Net (its output also takes the auxiliary loss).
 
 Each run lives in ``RUNS/<variant>`` and resumes there, so an interrupted ablation continues where it
-stopped. Every variant's *last* checkpoint (equal steps, not the best epoch) is exported to ONNX and scored
-per target-yaw bin exactly as ``complete_quality.py`` scores the shipped model (fixed-seed masks on the
-val split, PSNR/SSIM over seen-but-hidden texels).
+stopped, and calling it again with more ``--epochs`` (and ``--lr-decay-epochs``, the shipped recipe's
+annealing) extends every variant by the same steps. Every variant's *last* checkpoint (equal steps, not the
+best epoch) is exported to ONNX and scored per target-yaw bin exactly as ``complete_quality.py`` scores the
+shipped model (fixed-seed masks on the val split, PSNR/SSIM over seen-but-hidden texels).
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ VARIANTS: dict[str, GeneratorConfig] = {
 }
 
 
-def recipe(generator: GeneratorConfig, epochs: int, steps: int, threads: int | None) -> TrainConfig:
+def recipe(
+    generator: GeneratorConfig, epochs: int, steps: int, threads: int | None, lr_decay_epochs: int = 0
+) -> TrainConfig:
     """The shipped model's training settings (see its model card) with another generator."""
     base = TrainConfig()
     loss = dataclasses.replace(base.loss, adversarial_global=0.0, adversarial_local=0.0)
@@ -56,6 +60,7 @@ def recipe(generator: GeneratorConfig, epochs: int, steps: int, threads: int | N
         loss=loss,
         batch_size=4,
         epochs=epochs,
+        lr_decay_epochs=lr_decay_epochs,
         steps_per_epoch=steps,
         max_val=200,
         seed=0,
@@ -100,6 +105,9 @@ def main() -> None:
     add_utkface_argument(ap)
     ap.add_argument("--epochs", type=int, default=2, help="epochs per variant")
     ap.add_argument("--steps", type=int, default=500, help="steps per epoch (the shipped recipe: 500)")
+    ap.add_argument(
+        "--lr-decay-epochs", type=int, default=0, help="anneal the learning rates over the last N epochs"
+    )
     ap.add_argument("--limit", type=int, default=200, help="val faces to score (0: all)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for training")
     ap.add_argument("--variant", action="append", choices=list(VARIANTS), help="only these (repeatable)")
@@ -112,14 +120,15 @@ def main() -> None:
         params = sum(p.numel() for p in AttentionResCUNet(generator).parameters())
         print(f"{name}: {params / 1e6:.2f} M parameters", flush=True)
         start = time.perf_counter()
-        config = recipe(generator, args.epochs, args.steps, args.threads)
+        config = recipe(generator, args.epochs, args.steps, args.threads, args.lr_decay_epochs)
         models[name] = train_variant(name, config, args.fit, args.data, args.output / name)
         print(f"  {name}: ready in {time.perf_counter() - start:.0f} s -> {models[name]}", flush=True)
 
     faces = val_faces(args.fit, args.data, args.limit)
     print(
         f"\n{len(faces)} near-frontal UTKFace val faces; each variant's last checkpoint after "
-        f"{args.epochs} x {args.steps} steps of batch 4; PSNR dB / SSIM over seen-but-hidden texels"
+        f"{args.epochs} x {args.steps} steps of batch 4 (learning rates annealed over the last "
+        f"{args.lr_decay_epochs} epochs); PSNR dB / SSIM over seen-but-hidden texels"
     )
     completers = {name: OnnxCompleter(path, device="cpu") for name, path in models.items()}
     results = score_bins(faces, completers)
