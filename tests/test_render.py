@@ -206,3 +206,27 @@ def test_uncovered_background_is_defocused_not_streaked(astro_face, astronaut):
     rows, cols = np.mgrid[: astronaut.shape[0], : astronaut.shape[1]]
     far = np.hypot(cols - head.pivot[0], -rows - head.pivot[1]) > 3 * radius
     assert far.mean() > 0.3 and np.array_equal(soft[far], sharp[far])
+
+
+def test_a_turned_head_never_streaks_a_large_photos_border(fitter, astronaut):
+    """In a photo much larger than the face, the rings stay inside it, yet a turned head pulls the background
+    between them and the fixed frame along, so the view looks past the photo's border. What shows there must
+    be the blurred margin, not the border's last pixels repeated along each row (streaks)."""
+    photo = np.pad(astronaut, ((150, 150), (150, 150), (0, 0)), mode="edge")
+    face = fitter(photo)[0]
+    head = build_head_scene(face.fit)
+    rings = head.anchors[head.anchor_ring > 0, :2] * (1.0, -1.0)
+    assert rings.min() > 0 and rings.max() < min(photo.shape[:2])  # rings well inside the photo
+    noise = np.random.default_rng(1).integers(0, 256, photo.shape, dtype=np.uint8)
+    grey_uv = np.full_like(face.uv, 128)
+    grey_uv[..., 3] = 255
+    renderer = HeadRenderer(head, grey_uv, noise)
+    height, width = photo.shape[:2]
+    for yaw in (60, -60):
+        view = renderer.render(target_rotation(face.fit, yaw, 0), Camera.whole_photo(height, width))
+        # the border column on the side the background is pulled away from: the views show past the photo
+        # there; streaks would copy the noise's border pixels, which differ from row to row as much as noise
+        column = view[:, -2 if yaw > 0 else 1].astype(float)
+        assert not np.array_equal(column, noise[:, -2 if yaw > 0 else 1])
+        roughness = np.abs(np.diff(column, axis=0)).mean()
+        assert roughness < 30, (yaw, roughness)  # uniform noise: ~85

@@ -233,17 +233,22 @@ def extend_photo(photo: np.ndarray, margin: int) -> np.ndarray:
 MAX_MARGIN = 48
 
 
+#: The narrowest margin: however far inside the photo the rings lie, a turned head pulls the background
+#: between them and the fixed frame along, so the photo's border moves inwards and the view looks past it.
+#: From this wide on, what shows there is the margin's fully blurred part, not the border's repeated pixels.
+MIN_MARGIN = 2 * SHARP_EDGE
+
+
 def photo_margin(head: HeadScene) -> int:
-    """How far past the photo's border the moving background can look (at most :data:`MAX_MARGIN`): the
-    turning anchor rings reach beyond it (tight crops), and an aligned crop's window is about as wide as the
-    outer ring."""
+    """How far past the photo's border the moving background can look (at least :data:`MIN_MARGIN`, at most
+    :data:`MAX_MARGIN`): the turning anchor rings reach beyond it (tight crops), and an aligned crop's window
+    is about as wide as the outer ring."""
     height, width = head.image_size
     rings = head.anchors[head.anchor_share > 0][:, :2] * np.array([1.0, -1.0])  # photo pixels, y down
     (x0, y0), (x1, y1) = rings.min(0), rings.max(0)
     reach = max(-x0, -y0, x1 - width, y1 - height, 0.0)
-    if reach <= 0:
-        return 0
-    return int(min(reach + 0.25 * max(x1 - x0, y1 - y0), MAX_MARGIN))
+    wanted = reach + 0.25 * max(x1 - x0, y1 - y0) if reach > 0 else 0.0
+    return int(min(max(wanted, MIN_MARGIN), MAX_MARGIN))
 
 
 def pad_colours(rgba: np.ndarray, texels: int = 4) -> np.ndarray:
