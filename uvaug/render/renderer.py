@@ -97,13 +97,20 @@ class HeadRenderer:
         self.camera = pyrender.OrthographicCamera(xmag=1.0, ymag=1.0)
         self.camera_node = self.scene.add(self.camera)
 
-    def render(self, rotation: np.ndarray, camera: Camera, background: Background = "photo") -> np.ndarray:
-        """RGB uint8 (or RGBA for ``background="none"``) image of the head turned to ``rotation``."""
+    def render(
+        self,
+        rotation: np.ndarray,
+        camera: Camera,
+        background: Background = "photo",
+        face: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """RGB uint8 (or RGBA for ``background="none"``) image of the head turned to ``rotation``.
+        ``face``: :meth:`HeadScene.face_at` of the same rotation, when the caller already has it."""
         for node in self._view_nodes:
             self.scene.remove_node(node)
         # The face's vertices are placed per view (the added depth turns with yaw only), so its mesh is
         # rebuilt per view; the textures are uploaded once and shared.
-        face = self.head.face_at(rotation)
+        face = self.head.face_at(rotation) if face is None else face
         self._view_nodes = [self._add_mesh(face, self.face_uv, self.head.face_triangles, self.face_material)]
         geometry = [face]
         if background == "photo":

@@ -160,12 +160,13 @@ def face_renderer(fit: FaceFit, texture: np.ndarray, photo: np.ndarray | None) -
 def render_view(renderer: HeadRenderer, fit: FaceFit, view: View, options: RenderOptions) -> np.ndarray:
     """One view of a face: the whole photo, or a crop aligned to the ArcFace template."""
     rotation = target_rotation(fit, view.yaw, view.pitch, options.relative)
+    face = renderer.head.face_at(rotation)
     if options.align == "arcface":
-        points = five_points(renderer.head.face_at(rotation) * TO_GL)
+        points = five_points(face * TO_GL)
         camera = Camera.from_similarity(arcface_matrix(points, options.size), options.size, options.size)
     else:
         camera = Camera.whole_photo(*(int(v) for v in fit.image_size))
-    return renderer.render(rotation, camera, options.background)
+    return renderer.render(rotation, camera, options.background, face)
 
 
 def aligned_photo(photo: np.ndarray, fit: FaceFit, renderer: HeadRenderer, size: int) -> np.ndarray:
