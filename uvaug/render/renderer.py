@@ -145,12 +145,18 @@ class HeadRenderer:
             return
         if self._soft_material is None:
             self._soft_material = _textured(self._pyrender, soften(self._photo, self.head))
+        # Only triangles with a fading corner need the two layers; the rest (most of the picture's area, which
+        # a software rasteriser pays for per layer) is drawn once, and meets them where their alpha is 1.
+        fading = (vertex_weight[triangles] > 0).any(1)
+        self._view_nodes.append(
+            self._add_mesh(anchors, self.photo_uv, triangles[~fading], self.photo_material)
+        )
         behind = anchors - (0.0, 0.0, DEFOCUS_LAYER_GAP)
-        self._view_nodes.append(self._add_mesh(behind, self.photo_uv, triangles, self._soft_material))
+        self._view_nodes.append(self._add_mesh(behind, self.photo_uv, triangles[fading], self._soft_material))
         alpha = np.ones((len(anchors), 4), np.float32)
         alpha[:, 3] = 1.0 - vertex_weight
         self._view_nodes.append(
-            self._add_mesh(anchors, self.photo_uv, triangles, self._fading_photo_material, colours=alpha)
+            self._add_mesh(anchors, self.photo_uv, triangles[fading], self._fading_photo_material, alpha)
         )
 
     def _add_mesh(
