@@ -8,8 +8,8 @@ head; face crops stay framed):
 * the face mesh turns rigidly (it is textured with its UV map);
 * a background mesh, textured with the photo itself, is spanned by anchor points: the face contour (turning
   with the face), a ring just outside it for hair, ears and neck (turning with the head, at the depth of the
-  sides of a head, behind the face), a wider ring that turns half as much, and the
-  photo's border (fixed). Its triangles stretch over whatever the turned head uncovers, so the picture has no
+  sides of a head, behind the face), two wider rings that turn half as much, and a frame far outside the
+  photo (fixed). Its triangles stretch over whatever the turned head uncovers, so the picture has no
   holes, and hair and ears move with the face instead of staying behind.
 """
 
