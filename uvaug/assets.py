@@ -35,7 +35,7 @@ SHIPPED: dict[str, ShippedModel] = {
         ),
         ShippedModel(
             "uv_completion.onnx",
-            "0353d3c39e469f8dd1dc3352b10bebf8a24cceeffd005beea398c6595294dddc",
+            "e822afb8b8c10f69840132181b97587472c0ca2d81efb0b43da92dfff11d9708",
             20_194_794,
             "Attention ResCUNet UV completion generator trained on UTKFace (see models/uv_completion.md)",
         ),
