@@ -76,7 +76,8 @@ class HeadRenderer:
         self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
         self.face_material = _textured(pyrender, pad_colours(face_texture))
         self.face_uv = head.face_uv.astype(np.float32)
-        self.photo_material = self.photo_uv = self._photo = self._soft_material = None
+        self.photo_material = self.photo_uv = self._photo = None
+        self._fading_photo_material = self._soft_material = None
         self.defocus = defocus
         if photo is not None:
             margin = photo_margin(head)
@@ -135,12 +136,8 @@ class HeadRenderer:
         streaks: the defocused mesh lies just behind the sharp one, which fades out per vertex (alpha
         blending), so the textures stay uploaded once per face. Views that stretch nothing draw one mesh."""
         triangles = self.head.anchor_triangles
-        weight = stretch_weight(self.head.background_stretch(anchors))
-        weight[self._glued_triangles] = 0.0
-        vertex_weight = np.zeros(len(anchors))
-        np.maximum.at(vertex_weight, triangles.ravel(), np.repeat(weight, 3))
-        vertex_weight[~self._fading_vertices] = 0.0
-        if not (self.defocus and vertex_weight.any()):
+        vertex_weight = self._fading_weights(anchors) if self.defocus else None
+        if vertex_weight is None or not vertex_weight.any():
             self._view_nodes.append(self._add_mesh(anchors, self.photo_uv, triangles, self.photo_material))
             return
         if self._soft_material is None:
@@ -158,6 +155,17 @@ class HeadRenderer:
         self._view_nodes.append(
             self._add_mesh(anchors, self.photo_uv, triangles[fading], self._fading_photo_material, alpha)
         )
+
+    def _fading_weights(self, anchors: np.ndarray) -> np.ndarray:
+        """(A,) share of the defocused photo at each anchor in this view: the most any of its triangles (not
+        glued to the contour) calls for, on the fading rings only."""
+        triangles = self.head.anchor_triangles
+        weight = stretch_weight(self.head.background_stretch(anchors))
+        weight[self._glued_triangles] = 0.0
+        vertex_weight = np.zeros(len(anchors))
+        np.maximum.at(vertex_weight, triangles.ravel(), np.repeat(weight, 3))
+        vertex_weight[~self._fading_vertices] = 0.0
+        return vertex_weight
 
     def _add_mesh(
         self,
