@@ -2,7 +2,8 @@
 
     python benchmarks/complete_quality.py --fit FIT_DIR [--model NAME=FILE.onnx ...] [--limit N]
 
-FIT_DIR is a `uvaug fit` output of ``../shared/data/utkface/images`` (``uvaug fit`` it first). Only the
+FIT_DIR is a `uvaug fit` output of ``../shared/data/utkface/images`` (``uvaug fit`` it first; the model
+card's figures use ``--min-facing 0.2``, the fit's default when the model was trained). Only the
 faces listed in ``splits/val.txt`` are used (held out from training). For each target-yaw bin (30-45, 45-60,
 60-75, 75-90 degrees, either side, pitch +-30) every val face gets one fixed-seed self-occlusion mask
 (:class:`uvaug.complete.pairs.SelfOcclusionPairs`, seed 7 + bin): the UV map's texels that the fitted mesh

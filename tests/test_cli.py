@@ -139,3 +139,15 @@ def test_demo(tmp_path: Path):
     views = read_manifest(demo / "render" / MANIFEST_NAME)
     assert len(views) == 5 and all((demo / "render" / v["output"]).is_file() for v in views)
     assert (demo / "sheet.png").is_file()
+
+
+def test_cli_defaults_match_the_library_defaults():
+    """The fit command's visible defaults are the ones the library (and so ``uvaug pipeline``) uses."""
+    import inspect
+
+    from uvaug.cli.fit import fit_command
+    from uvaug.fit.fitter import FitOptions
+
+    params = inspect.signature(fit_command).parameters
+    for name in ("min_face_size", "min_score", "uv_size", "min_facing"):
+        assert params[name].default == getattr(FitOptions(), name), name

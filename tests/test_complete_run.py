@@ -232,7 +232,8 @@ def test_complete_a_fit_output_with_the_symmetric_baseline(fit_output: Path, tmp
     for rec in records:
         assert set(rec) == {"input", "status", "message", "output", "known", "method", "model"}
         assert rec["status"] == OK and rec["message"] == "" and rec["method"] == "symmetric"
-        assert rec["model"] is None and 0.7 < rec["known"] < 1.0
+        # A frontal photo shows about 70% of the layout, the grazing band (beyond ~66 degrees) left out.
+        assert rec["model"] is None and 0.6 < rec["known"] < 1.0
     _check_outputs(out, fit_output, records)
 
 

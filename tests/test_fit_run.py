@@ -285,8 +285,9 @@ def test_uv_alpha_of_a_frontal_face_is_near_symmetric(tmp_path: Path, photo: str
     assert not alpha[~covered].any()  # nothing is seen outside the face
     agreement = (alpha == alpha[:, ::-1])[covered].mean()
     assert agreement >= 0.95, agreement
+    # Most of the face, less the grazing band along the outline (beyond ~66 degrees: min_facing 0.4).
     seen = (alpha[covered] == 255).mean()
-    assert seen > 0.7, seen
+    assert seen > 0.6, seen
 
 
 def test_write_mesh_writes_a_textured_glb(tmp_path: Path, astronaut: np.ndarray):

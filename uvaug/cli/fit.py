@@ -60,9 +60,12 @@ def fit_command(
     min_facing: Annotated[
         float,
         typer.Option(
-            help="Cosine of the largest viewing angle at which a texel counts as seen.", min=0.0, max=1.0
+            help="Cosine of the largest viewing angle at which a texel counts as seen; lower keeps more of "
+            "the photo's texture near the face's outline, where background and hair creep in.",
+            min=0.0,
+            max=1.0,
         ),
-    ] = 0.2,
+    ] = 0.4,
     mesh: Annotated[bool, typer.Option("--mesh", help="Also write a textured GLB mesh per face.")] = False,
     workers: WorkersOption = None,
     overwrite: Annotated[

@@ -7,7 +7,9 @@ texel's 3D point on the fitted mesh is projected into the photo and sampled bili
 Alpha marks what the photo truly shows. A texel is seen when all three hold:
 
 * its surface faces the camera (interpolated vertex normal towards the camera above ``min_facing``, the cosine
-  of the viewing angle; grazing surfaces are smeared and contaminated by background),
+  of the viewing angle; grazing surfaces are smeared and contaminated by background, hair and ears, as the
+  fitted outline is only as exact as the landmarks; the default 0.4, about 66 degrees, leaves that band to
+  completion: turned renders of 100 val faces were re-detected in 97.1% of views, against 94.8% with 0.2),
 * nothing on the face is in front of it (a depth buffer of the fitted mesh in photo space; the tolerance grows
   with the local depth slope so steep surfaces do not shadow themselves),
 * it projects inside the photo.
@@ -26,7 +28,7 @@ from uvaug.fit.bundle import default_bundle
 from uvaug.fit.raster import depth_buffer, fragments
 
 DEFAULT_UV_SIZE = 256
-DEFAULT_MIN_FACING = 0.2
+DEFAULT_MIN_FACING = 0.4
 #: Depth-buffer resolution (cells along the face's longer side); finer costs time, coarser blurs occluders.
 DEPTH_GRID = 128
 
