@@ -35,7 +35,7 @@ SHIPPED: dict[str, ShippedModel] = {
         ),
         ShippedModel(
             "uv_completion.onnx",
-            "e822afb8b8c10f69840132181b97587472c0ca2d81efb0b43da92dfff11d9708",
+            "c7e40198676def208aaf97380accd494f19fae3225f4b390fd39e262ef5e712f",
             20_194_794,
             "Attention ResCUNet UV completion generator trained on UTKFace (see models/uv_completion.md)",
         ),
