@@ -29,7 +29,7 @@ from common import add_utkface_argument, utkface_names
 from uvaug.complete.onnx_runtime import OnnxCompleter
 from uvaug.complete.pairs import SelfOcclusionPairs, training_faces
 from uvaug.complete.symmetric import complete_symmetric
-from uvaug.complete.train import region_scores
+from uvaug.complete.train import hidden_and_whole_scores
 
 BINS = ((30, 45), (45, 60), (60, 75), (75, 90))
 
@@ -79,16 +79,13 @@ def score_bins(
             )
             timings[name] += time.perf_counter() - start
         row = whole_row = f"{low:>6}-{high:<6} {hidden:>7.1%}"
-        nothing_known = np.zeros_like(sources[0])  # as the source: the scored region is all the target knows
         for name in methods:
-            scores = [region_scores(outputs[name][i], s, t) for i, (s, t) in enumerate(data)]
-            scores = np.array([sc for sc in scores if sc is not None])
+            both = [hidden_and_whole_scores(outputs[name][i], s, t) for i, (s, t) in enumerate(data)]
+            scores = np.array([hidden for hidden, _ in both if hidden is not None])
             psnr, ssim = float(scores[:, 0].mean()), float(scores[:, 1].mean())
             results[name].append((psnr, ssim))
             row += f" {psnr:>11.2f} / {ssim:.3f}"
-            whole = np.array(
-                [region_scores(outputs[name][i], nothing_known, t) for i, (_, t) in enumerate(data)]
-            )
+            whole = np.array([whole for _, whole in both if whole is not None])
             whole_row += f" {whole[:, 0].mean():>11.2f} / {whole[:, 1].mean():.3f}"
         report(row)
         whole_rows.append(whole_row)

@@ -32,6 +32,7 @@ from uvaug.complete.train import (
     VALIDATION_SEED,
     TrainConfig,
     TrainError,
+    hidden_and_whole_scores,
     holdout_names,
     is_fit_output,
     lr_factor,
@@ -262,6 +263,11 @@ def test_region_scores_look_only_at_hidden_texels_the_photo_showed():
     psnr, ssim = region_scores(np.clip(off, 0, 255).astype(np.uint8), source, target)
     assert 25.0 < psnr < 30.5 and ssim < 1.0
     assert region_scores(target[..., :3], target, target) is None  # nothing hidden
+    # Over the whole map the known half is exact, so the same error weighs half as much (+3 dB).
+    hidden, whole = hidden_and_whole_scores(np.clip(off, 0, 255).astype(np.uint8), source, target)
+    assert hidden == (psnr, ssim)
+    assert whole[0] == pytest.approx(psnr + 10 * np.log10(2), abs=0.05) and ssim < whole[1] < 1.0
+    assert hidden_and_whole_scores(target[..., :3], target, target)[0] is None
 
 
 def test_resize_keeps_known_texels_known_and_their_colour():

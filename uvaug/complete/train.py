@@ -65,6 +65,7 @@ __all__ = [
     "TrainEvent",
     "check_disjoint",
     "export_checkpoint",
+    "hidden_and_whole_scores",
     "holdout_names",
     "is_fit_output",
     "prepare_training_data",
@@ -543,13 +544,26 @@ def region_scores(
     reach it see the same on both sides); see the module docstring for the definitions.
     """
     seen = known_mask(target[None])[0]
-    region = seen & ~known_mask(source[None])[0]
-    if not region.any():
-        return None
+    return _scores_over(completed_rgb, target, seen, [seen & ~known_mask(source[None])[0]])[0]
+
+
+def hidden_and_whole_scores(
+    completed_rgb: np.ndarray, source: np.ndarray, target: np.ndarray
+) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """:func:`region_scores` and the same scores over every texel ``target`` knows (the whole map, known
+    texels included), from one SSIM map."""
+    seen = known_mask(target[None])[0]
+    return tuple(_scores_over(completed_rgb, target, seen, [seen & ~known_mask(source[None])[0], seen]))
+
+
+def _scores_over(
+    completed_rgb: np.ndarray, target: np.ndarray, seen: np.ndarray, regions: list[np.ndarray]
+) -> list[tuple[float, float] | None]:
+    """(PSNR dB, SSIM) over each region (None where it is empty), both maps blacked out beyond ``seen``."""
+    if not any(region.any() for region in regions):
+        return [None] * len(regions)
     truth = np.where(seen[..., None], target[..., :3], 0).astype(np.float64)
     guess = np.where(seen[..., None], completed_rgb, 0).astype(np.float64)
-    mse = float(np.mean((guess[region] - truth[region]) ** 2))
-    psnr = 10.0 * math.log10(255.0**2 / max(mse, _PSNR_CAP_MSE))
     _, ssim_map = structural_similarity(
         truth,
         guess,
@@ -560,7 +574,14 @@ def region_scores(
         use_sample_covariance=False,
         full=True,
     )
-    return psnr, float(ssim_map[region].mean())
+    scores: list[tuple[float, float] | None] = []
+    for region in regions:
+        if not region.any():
+            scores.append(None)
+            continue
+        mse = float(np.mean((guess[region] - truth[region]) ** 2))
+        scores.append((10.0 * math.log10(255.0**2 / max(mse, _PSNR_CAP_MSE)), float(ssim_map[region].mean())))
+    return scores
 
 
 def _mean_fill(source: np.ndarray) -> np.ndarray:
