@@ -68,6 +68,24 @@ def test_astronaut_is_found_frontal(fitter, astronaut):
     np.testing.assert_allclose(fit.vertices, fit.landmarks[:468])
 
 
+def test_a_face_filling_the_whole_picture_is_found(fitter, astronaut):
+    """Tight face crops (aligned datasets, turned renders): the detector misses a face that fills the whole
+    picture, so the fitter looks again with a grey frame around it; landmarks land where the uncropped
+    photo's fit has them."""
+    full = fitter(astronaut)[0].fit
+    x0, y0, x1, y1 = full.box
+    half = 0.4 * max(x1 - x0, y1 - y0)  # a square crop at 80% of the detector's box
+    cx, cy = round((x0 + x1) / 2 - half), round((y0 + y1) / 2 - half)
+    crop = np.ascontiguousarray(astronaut[cy : cy + round(2 * half), cx : cx + round(2 * half)])
+    assert fitter.detector(crop) == []  # the whole-picture pass alone finds nothing here
+    faces = fitter(crop)
+    assert len(faces) == 1
+    fit = faces[0].fit
+    shift = np.abs(fit.landmarks[:468, :2] + (cx, cy) - full.landmarks[:468, :2])
+    assert np.median(shift) < 0.03 * 2 * half
+    assert fit.yaw == pytest.approx(full.yaw, abs=3) and fit.roll == pytest.approx(full.roll, abs=3)
+
+
 @pytest.mark.parametrize("photo", ["astronaut", "hopper"])
 def test_mirrored_photo_negates_yaw_and_roll(fitter, photo, request):
     image = request.getfixturevalue(photo)

@@ -9,7 +9,8 @@ Alpha marks what the photo truly shows. A texel is seen when all three hold:
 * its surface faces the camera (interpolated vertex normal towards the camera above ``min_facing``, the cosine
   of the viewing angle; grazing surfaces are smeared and contaminated by background, hair and ears, as the
   fitted outline is only as exact as the landmarks; the default 0.4, about 66 degrees, leaves that band to
-  completion: turned renders of 100 val faces were re-detected in 97.1% of views, against 94.8% with 0.2),
+  completion: turned renders of 100 val faces were re-detected in 97.1% of views, against 94.8% with 0.2, by
+  the fitter before its grey-frame detection pass),
 * nothing on the face is in front of it (a depth buffer of the fitted mesh in photo space; the tolerance grows
   with the local depth slope so steep surfaces do not shadow themselves),
 * it projects inside the photo.
