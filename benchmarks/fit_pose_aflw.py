@@ -141,6 +141,15 @@ def report(rows: list, gt: np.ndarray, found: np.ndarray, rotations: np.ndarray,
         f"\npose scored on {int(scored.sum())} detected faces with all angles within +-99 degrees "
         f"({int((~valid).sum())} annotations excluded)"
     )
+    measured_yaw = np.abs(dataset_angles(rotations, *convention)[:, 1])
+    print("\nabs(yaw) as read by the fitter, by annotated abs(yaw) (where the reading saturates):")
+    print(f"{'annotated':>10} {'faces':>6} {'annotated mean':>15} {'read mean':>10} {'short by':>9}")
+    for lo in range(30, 75, 5):
+        sel = scored & (abs_yaw >= lo) & (abs_yaw < lo + 5)
+        if sel.any():
+            true, read = abs_yaw[sel].mean(), measured_yaw[sel].mean()
+            label = f"{lo}-{lo + 5}"
+            print(f"{label:>10} {int(sel.sum()):>6} {true:>15.1f} {read:>10.1f} {true - read:>9.1f}")
 
 
 if __name__ == "__main__":
