@@ -107,7 +107,8 @@ def report(rows: list, gt: np.ndarray, found: np.ndarray, rotations: np.ndarray,
     convention = min(
         candidates, key=lambda c: angle_error(dataset_angles(rotations[scored], *c), gt[scored]).mean()
     )
-    err = angle_error(dataset_angles(rotations, *convention), gt)
+    angles = dataset_angles(rotations, *convention)  # pitch, yaw, roll as the dataset gives them
+    err = angle_error(angles, gt)
 
     rate = len(rows) / seconds
     print(f"AFLW2000-3D dev: {len(rows)} images, fitted in {seconds:.1f} s ({rate:.1f} images/s, 1 process)")
@@ -141,7 +142,7 @@ def report(rows: list, gt: np.ndarray, found: np.ndarray, rotations: np.ndarray,
         f"\npose scored on {int(scored.sum())} detected faces with all angles within +-99 degrees "
         f"({int((~valid).sum())} annotations excluded)"
     )
-    measured_yaw = np.abs(dataset_angles(rotations, *convention)[:, 1])
+    measured_yaw = np.abs(angles[:, 1])
     print("\nabs(yaw) as read by the fitter, by annotated abs(yaw) (where the reading saturates):")
     print(f"{'annotated':>10} {'faces':>6} {'annotated mean':>15} {'read mean':>10} {'short by':>9}")
     for lo in range(30, 75, 5):

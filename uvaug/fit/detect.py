@@ -39,6 +39,11 @@ class Detection:
     def size(self) -> float:
         return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
 
+    def shifted(self, dx: float, dy: float) -> Detection:
+        """The same detection moved by (dx, dy) pixels: from a tile's or a framed copy's coordinates."""
+        offset = np.float32([dx, dy])
+        return Detection(self.box + np.tile(offset, 2), self.keypoints + offset, self.score)
+
 
 @cache
 def ssd_anchors() -> np.ndarray:
@@ -174,14 +179,7 @@ def detect_multiscale(
     while (exhaustive or not found) and tile >= min_tile and levels < max_levels:
         for y in _tile_origins(h, tile):
             for x in _tile_origins(w, tile):
-                for det in detector(image[y : y + tile, x : x + tile]):
-                    found.append(
-                        Detection(
-                            box=det.box + np.float32([x, y, x, y]),
-                            keypoints=det.keypoints + np.float32([x, y]),
-                            score=det.score,
-                        )
-                    )
+                found.extend(det.shifted(x, y) for det in detector(image[y : y + tile, x : x + tile]))
         tile //= 2
         levels += 1
     return suppress_duplicates(found)
@@ -198,10 +196,7 @@ def detect_framed(
     """
     pad = max(1, round(margin * max(image.shape[:2])))
     framed = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(FRAME_GREY,) * 3)
-    return [
-        Detection(box=d.box - np.float32(pad), keypoints=d.keypoints - np.float32(pad), score=d.score)
-        for d in detector(framed)
-    ]
+    return [det.shifted(-pad, -pad) for det in detector(framed)]
 
 
 def unrotate(det: Detection, k: int, shape: tuple[int, ...]) -> Detection:
