@@ -9,7 +9,9 @@ faces listed in ``splits/val.txt`` are used (held out from training). For each t
 (:class:`uvaug.complete.pairs.SelfOcclusionPairs`, seed 7 + bin): the UV map's texels that the fitted mesh
 would not show at that pose are hidden. Scores are those of training validation
 (:func:`uvaug.complete.train.region_scores`): PSNR and SSIM over texels that were seen in the photo but
-hidden by the mask, per map, averaged. Several ``--model`` entries make an ablation table.
+hidden by the mask, per map, averaged. Several ``--model`` entries make an ablation table. The symmetric
+baseline and the models are scored as ``uvaug complete`` writes them, their seams blended
+(:mod:`uvaug.complete.seams`); ``--no-seam-blend`` scores them without.
 
 A second table scores the same outputs over whole maps: every texel the photo showed, the known ones (kept
 exactly by every method) included. That is how whole-map inpainting figures such as the paper's are usually
@@ -48,8 +50,10 @@ def score_bins(
     faces: list,
     completers: dict[str, Callable[[np.ndarray], np.ndarray]],
     report: Callable[[str], None] = print,
+    seam_blend: bool = True,
 ) -> dict[str, list[tuple[float, float]]]:
-    """Score mean colour, the symmetric baseline and ``completers`` on every bin; print a row per bin.
+    """Score mean colour, the symmetric baseline (its seams blended or not) and ``completers`` on every bin;
+    print a row per bin.
 
     Returns per method the (PSNR, SSIM) means per bin, in :data:`BINS` order."""
     methods = ["mean colour", "symmetric", *completers]
@@ -69,7 +73,7 @@ def score_bins(
         outputs["mean colour"] = np.stack([mean_colour(s) for s in sources])
         timings["mean colour"] += time.perf_counter() - start
         start = time.perf_counter()
-        outputs["symmetric"] = complete_symmetric(sources)[..., :3]
+        outputs["symmetric"] = complete_symmetric(sources, seam_blend=seam_blend)[..., :3]
         timings["symmetric"] += time.perf_counter() - start
         for name, completer in completers.items():
             start = time.perf_counter()
@@ -111,18 +115,24 @@ def main() -> None:
     add_utkface_argument(ap)
     ap.add_argument("--model", action="append", default=[], help="NAME=FILE.onnx (repeatable)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N val faces")
+    ap.add_argument(
+        "--no-seam-blend",
+        dest="seam_blend",
+        action="store_false",
+        help="score the symmetric baseline and the models without seam blending (uvaug.complete.seams)",
+    )
     args = ap.parse_args()
 
     faces = val_faces(args.fit, args.data, args.limit)
     completers = {}
     for entry in args.model:
         name, _, path = entry.partition("=")
-        completers[name] = OnnxCompleter(path, device="cpu")
+        completers[name] = OnnxCompleter(path, device="cpu", seam_blend=args.seam_blend)
     print(
         f"{len(faces)} near-frontal UTKFace val faces from {args.fit}; PSNR dB / SSIM over seen-but-hidden "
         "texels"
     )
-    score_bins(faces, completers)
+    score_bins(faces, completers, seam_blend=args.seam_blend)
 
 
 if __name__ == "__main__":

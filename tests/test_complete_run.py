@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from uvaug.assets import SHIPPED, ModelError
 from uvaug.cli.app import app
-from uvaug.complete.maps import face_coverage, known_fraction, load_uv_map
+from uvaug.complete.maps import face_coverage, finish, known_fraction, load_uv_map
 from uvaug.complete.onnx_runtime import (
     CPU,
     CUDA,
@@ -31,8 +31,9 @@ from uvaug.complete.onnx_runtime import (
     choose_providers,
 )
 from uvaug.complete.run import complete_inputs, create_completer, discover_uv_maps
+from uvaug.complete.seams import blend_output_seams
 from uvaug.complete.symmetric import SymmetricCompleter
-from uvaug.complete.tensors import INPUT_NAME, OUTPUT_NAME, known_mask
+from uvaug.complete.tensors import INPUT_NAME, OUTPUT_NAME, from_network_output, known_mask, to_network_input
 from uvaug.fit.run import fit_inputs
 from uvaug.io import MANIFEST_NAME, InputError, discover_inputs, read_manifest, write_image_atomic
 
@@ -307,7 +308,7 @@ def test_complete_with_an_onnx_model_in_batches(fit_output: Path, model_file: Pa
         write_image_atomic(src / item.rel, rgba)
     items = discover_uv_maps(src)
     out = tmp_path / "out"
-    completer = OnnxCompleter(model_file, device="cpu")
+    completer = OnnxCompleter(model_file, device="cpu", seam_blend=False)  # the mirror model's own colours
     report = complete_inputs(items, out, completer, batch_size=1, workers=2)
     assert report.processed == 2 and dict(report.statuses) == {OK: 2}
     records = read_manifest(out / MANIFEST_NAME)
@@ -323,7 +324,7 @@ def test_complete_with_an_onnx_model_in_batches(fit_output: Path, model_file: Pa
 
 def test_onnx_completer_keeps_known_texels_and_fills_holes(fit_output: Path, model_file: Path):
     rgba = load_uv_map(fit_output / "astronaut.f0.uv.png")
-    completer = OnnxCompleter(model_file, device="cpu", threads=1)
+    completer = OnnxCompleter(model_file, device="cpu", threads=1, seam_blend=False)
     assert completer.providers == [CPU] and completer.size is None and completer.fixed_batch is None
     single = completer(rgba)
     known = known_mask(rgba[None])[0]
@@ -340,6 +341,23 @@ def test_onnx_completer_keeps_known_texels_and_fills_holes(fit_output: Path, mod
     assert (out[2][face] == (128, 128, 128, 255)).all()
 
 
+def test_onnx_completer_blends_seams_by_default(fit_output: Path, model_file: Path):
+    """The default completer is the network's colours with :func:`blend_output_seams` applied, known texels
+    still exact; only holes change."""
+    rgba = load_uv_map(fit_output / "astronaut.f0.uv.png").copy()
+    rgba[:, 150:] = 0  # the far side hidden: the mirror model's copies meet the photo along the cut
+    blended = OnnxCompleter(model_file, device="cpu", threads=1)(rgba)
+    raw = OnnxCompleter(model_file, device="cpu", threads=1, seam_blend=False)(rgba)
+    colours = to_network_input(rgba[None])[:, 4:7]  # what the mirror model outputs
+    completed = from_network_output(blend_output_seams(colours, rgba[None]), rgba[None])
+    expected = finish(np.ascontiguousarray(completed), rgba[None])[0]
+    np.testing.assert_array_equal(blended, expected)
+    known = known_mask(rgba[None])[0]
+    np.testing.assert_array_equal(blended[known], raw[known])
+    changed = (blended != raw).any(-1)
+    assert changed.sum() > 1000 and not changed[known].any()
+
+
 @pytest.mark.parametrize(
     ("size", "batch", "metadata"), [(64, 3, None), (None, None, {"uv_size": "64"}), (256, 2, None)]
 )
@@ -348,7 +366,7 @@ def test_models_with_a_fixed_size_or_batch(
 ):
     """A map of another size is resized to the model's and back; known texels still come out exact."""
     path = contract_model(tmp_path / "fixed.onnx", size=size, batch=batch, metadata=metadata)
-    completer = OnnxCompleter(path, device="cpu")
+    completer = OnnxCompleter(path, device="cpu", seam_blend=False)
     assert completer.size == (size or 64) and completer.fixed_batch == batch
     rgba = load_uv_map(fit_output / "astronaut.f0.uv.png")
     maps = np.stack([rgba] * 5)  # not a multiple of the fixed batch: the last chunk is padded

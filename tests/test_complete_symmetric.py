@@ -88,22 +88,28 @@ def test_a_map_that_knows_nothing_comes_out_grey():
 def test_the_mirror_reproduces_a_symmetric_face_exactly(symmetric_face: np.ndarray, hidden_from: int):
     """Every hidden texel whose twin is known comes back bit-exact: the mirror axis is the texel grid's.
 
-    With a band seen on both sides (hidden_from=150), exposure matching measures a gain of exactly 1.
+    With a band seen on both sides (hidden_from=150), exposure matching measures a gain of exactly 1. Seam
+    blending, which takes the texture's own change across the rim for a step, moves the copies near the rim
+    a little (measured: 0.0005 and 0.46 grey levels on average).
     """
     rgba = hide(symmetric_face, slice(hidden_from, SIZE))
-    completed = complete_symmetric(rgba)
+    completed = complete_symmetric(rgba, seam_blend=False)
     check_completed(completed, rgba)
     truth_known = known_mask(symmetric_face[None])[0]
     restored = truth_known & ~known_mask(rgba[None])[0] & face_coverage(SIZE)
     assert restored.sum() > 8_000
     np.testing.assert_array_equal(completed[restored], symmetric_face[restored])
+    blended = complete_symmetric(rgba)
+    check_completed(blended, rgba)
+    change = np.abs(blended[restored][:, :3].astype(int) - symmetric_face[restored][:, :3]).mean()
+    assert change < 2.0, change
 
 
 def test_the_mirror_beats_a_smooth_fill_on_a_real_face(hopper: np.ndarray, fitter):
     """Grace Hopper's evenly lit frontal face with its right half hidden: mirrored texels vs the truth.
 
     Real faces are not symmetric (features, hair, light), so the score is far from the symmetric face's
-    exact match; measured 18.4 dB, against 14.7 dB for the harmonic fill alone (mirror=False).
+    exact match; measured 20.4 dB, against 16.4 dB for the harmonic fill alone (mirror=False).
     """
     (face,) = fitter(hopper)
     truth = face.uv
@@ -117,14 +123,14 @@ def test_the_mirror_beats_a_smooth_fill_on_a_real_face(hopper: np.ndarray, fitte
 
 def test_exposure_matching_on_a_side_lit_face(uv_map: np.ndarray):
     """The astronaut is lit from her right (the map's left half is 30% brighter). With the far 40% of the face
-    hidden, a plain copy pastes the bright cheek onto the dark side (measured 12.6 dB); scaling copies by
-    the gain measured where both sides are seen brings it to 15.4 dB."""
+    hidden, a plain copy pastes the bright cheek onto the dark side (measured 14.6 dB); scaling copies by
+    the gain measured where both sides are seen brings it to 16.7 dB."""
     rgba = hide(uv_map, slice(154, SIZE))
     judged = known_mask(uv_map[None])[0] & ~known_mask(rgba[None])[0]
     matched = psnr(complete_symmetric(rgba)[judged], uv_map[judged])
     plain = psnr(complete_symmetric(rgba, match_exposure=False)[judged], uv_map[judged])
     assert matched > 14.5, matched
-    assert matched > plain + 2.0, (matched, plain)
+    assert matched > plain + 1.5, (matched, plain)
 
 
 def test_side_gains_measure_a_darker_half(symmetric_face: np.ndarray):

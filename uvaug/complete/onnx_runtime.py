@@ -24,6 +24,7 @@ import onnxruntime as ort
 
 from uvaug.assets import SHIPPED, ModelError, model_dirs, model_path
 from uvaug.complete.maps import as_batch, finish
+from uvaug.complete.seams import blend_output_seams
 from uvaug.complete.tensors import (
     INPUT_CHANNELS,
     INPUT_NAME,
@@ -110,8 +111,15 @@ class OnnxCompleter:
     batched = True  # one session used from one process, in batches (the session parallelises itself)
 
     def __init__(
-        self, model: str | os.PathLike[str] | None = None, device: str = "auto", threads: int | None = None
+        self,
+        model: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        seam_blend: bool = True,
     ) -> None:
+        """``seam_blend``: blend the network's colours into the known texels along each hole's rim
+        (:mod:`uvaug.complete.seams`); off, the raw network output fills the holes."""
+        self.seam_blend = seam_blend
         self.path = completion_model_path(model)
         providers = choose_providers(device)
         options = ort.SessionOptions()
@@ -144,6 +152,8 @@ class OnnxCompleter:
             raise RuntimeError(f"the model returned shape {colours.shape} for input {work.shape[:3]}")
         if work is not batch:
             colours = resize_colours(colours, size)
+        if self.seam_blend:
+            colours = blend_output_seams(colours, batch)
         out = finish(np.ascontiguousarray(from_network_output(colours, batch)), batch)
         return out[0] if single else out
 

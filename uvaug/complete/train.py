@@ -626,12 +626,15 @@ def _evaluate(
 
 
 def _model_completer(generator: AttentionResCUNet, device: torch.device) -> Callable[[_Batch], np.ndarray]:
+    from uvaug.complete.seams import blend_output_seams
     from uvaug.complete.tensors import from_network_output
 
     def complete(batch: _Batch) -> np.ndarray:
+        """As ``uvaug complete`` does it: the network's colours, their seams blended."""
         with torch.inference_mode():
             output, _ = generator(batch.x.to(device, non_blocking=True))
-        return from_network_output(output.float().cpu().numpy(), batch.source_maps)[..., :3]
+        colours = blend_output_seams(output.float().cpu().numpy(), batch.source_maps)
+        return from_network_output(colours, batch.source_maps)[..., :3]
 
     return complete
 
