@@ -8,7 +8,7 @@ import pytest
 
 from uvaug.complete.maps import face_coverage
 from uvaug.complete.pairs import visible_at
-from uvaug.complete.seams import FADE_TEXELS, blend_output_seams, blend_seams
+from uvaug.complete.seams import FADE_TEXELS, MIN_SIZE, blend_output_seams, blend_seams
 from uvaug.complete.tensors import known_mask
 
 SIZE = 256
@@ -95,6 +95,16 @@ def test_batches_sizes_and_degenerate_maps(uv_map: np.ndarray, hidden):
     rim = face[::2, ::2] & ~small_known & touching & known_mask(uv_map[None])[0][::2, ::2]
     truth = cv2.resize(uv_map[..., :3], (SIZE // 2, SIZE // 2), interpolation=cv2.INTER_NEAREST)
     assert np.abs(out[rim] - truth[rim]).mean() < 0.4 * STEP  # measured 10.8
+    # Maps too small for a texel's neighbour to be local are left as they are; 64 is still blended.
+    for size in (64, 32):
+        stride = SIZE // size
+        tiny, tiny_known, tiny_face = (
+            rgb[::stride, ::stride],
+            known[::stride, ::stride],
+            face[::stride, ::stride],
+        )
+        out = blend_seams(tiny, tiny_known, tiny_face)
+        assert (out != tiny).any() == (size >= MIN_SIZE)
 
 
 def test_network_output_layout(uv_map: np.ndarray, hidden):

@@ -37,6 +37,12 @@ RIM_SIGMA = 1.0
 SPREAD_SIGMAS = (2.0, 8.0)
 FADE_TEXELS = 16.0
 REFERENCE_SIZE = 256
+#: The narrowest average, in texels: at 0.5 a texel's neighbour still weighs e^-2.
+MIN_SIGMA = 0.5
+#: Smaller maps are left as they are: a texel of a 32x32 map spans as much of the face as 8 of a 256x256 one,
+#: so the difference across the rim is mostly the face's own change, not a seam (on the astronaut's map at
+#: yaw 60 with a 30-level step, blending left 10.8 levels at 128, 19.9 at 64, 27.3 at 32, and 42.8 at 16).
+MIN_SIZE = 64
 #: Below this share of rim weight in its neighbourhood, a texel takes the wider spread's offset.
 _REACH = 1e-2
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -47,7 +53,7 @@ def blend_seams(rgb: np.ndarray, known: np.ndarray, face: np.ndarray) -> np.ndar
 
     ``rgb``: (N, S, S, 3) or (S, S, 3) colours, 0-255 (known texels included); ``known``: texels the photo
     showed and ``face``: texels of the layout, (N, S, S) or (S, S) bool each. Only ``face & ~known`` texels
-    change.
+    change; maps under :data:`MIN_SIZE` texels a side are returned as they are.
     """
     single = rgb.ndim == 3
     colours = np.array(rgb[None] if single else rgb, np.float32)
@@ -72,18 +78,20 @@ def blend_output_seams(output: np.ndarray, rgba: np.ndarray) -> np.ndarray:
 
 def _blend_one(rgb: np.ndarray, known: np.ndarray, face: np.ndarray) -> None:
     holes = face & ~known
-    if not holes.any() or not known.any():
+    if rgb.shape[0] < MIN_SIZE or not holes.any() or not known.any():
         return
     scale = rgb.shape[0] / REFERENCE_SIZE
+    rim_sigma = max(RIM_SIGMA * scale, MIN_SIGMA)  # small maps: the averages must still reach a neighbour
+    near_sigma, far_sigma = (max(sigma * scale, MIN_SIGMA) for sigma in SPREAD_SIGMAS)
     hole_u8, known_u8 = holes.astype(np.uint8), known.astype(np.uint8)
     rim = known & cv2.dilate(hole_u8, _CROSS).astype(bool)  # known texels touching a hole
     edge = holes & cv2.dilate(known_u8, _CROSS).astype(bool)  # hole texels touching a known one
-    step = _average(rgb, rim, RIM_SIGMA * scale)[0] - _average(rgb, edge, RIM_SIGMA * scale)[0]
-    near, reach = _average(step, edge, SPREAD_SIGMAS[0] * scale)
-    far = _coarse_average(step, edge, SPREAD_SIGMAS[1] * scale)
+    step = _average(rgb, rim, rim_sigma)[0] - _average(rgb, edge, rim_sigma)[0]
+    near, reach = _average(step, edge, near_sigma)
+    far = _coarse_average(step, edge, far_sigma)
     offset = np.where((reach > _REACH)[..., None], near, far)
     distance = cv2.distanceTransform(1 - known_u8, cv2.DIST_L2, 3)  # to the nearest known texel
-    fade = np.exp(np.maximum(distance - 1.0, 0.0) * (-1.0 / (FADE_TEXELS * scale))) * holes
+    fade = np.exp(np.maximum(distance - 1.0, 0.0) * (-1.0 / max(FADE_TEXELS * scale, 1.0))) * holes
     rgb += offset * fade[..., None]
 
 
