@@ -21,9 +21,9 @@ EPILOG = """[bold]Examples[/]
 PNG UV maps (every [cyan]*.uv.png[/] below it, or every [cyan]*.png[/] if none is named so); alpha 0 marks
 missing texels. Maps must be square; the model resizes them to its own size and back.
 
-[bold]Outputs[/] (the input maps' relative paths): completed RGBA UV maps (known texels unchanged, alpha 255
-on the whole face), [cyan]manifest.jsonl[/] (a line per map: input, status, message, output, known, method,
-model). Reruns skip maps finished with the same method.
+[bold]Outputs[/] (the input maps' relative paths): completed RGBA UV maps (known texels unchanged, the fill
+blended into them along each hole's rim, alpha 255 on the whole face), [cyan]manifest.jsonl[/] (a line per
+map: input, status, message, output, known, method, model). Reruns skip maps finished with the same method.
 """
 
 
