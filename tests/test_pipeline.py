@@ -24,6 +24,7 @@ from uvaug.pipeline.run import PipelineInputError
 from uvaug.pipeline.state import ManifestState
 from uvaug.render.grid import pose_grid
 from uvaug.render.run import RenderOptions
+from uvaug.render.sheet import ROW_LABEL_WIDTH
 
 VIEWS = tuple(pose_grid([-30.0, 0.0, 30.0], [0.0]))
 ALIGNED = RenderOptions(views=VIEWS, align="arcface")
@@ -130,7 +131,9 @@ def test_intermediates_report_and_sheet(dataset, model_run):
     assert data["stages"]["fit"]["items"] == report.processed
     assert data["stages"]["complete"]["items"] == data["stages"]["render"]["items"] == 7
     assert data["peak_rss_mb"] > 0 and data["sheet"] == "sheet.png"
-    assert cv2.imread(str(out / "sheet.png")) is not None
+    sheet = cv2.imread(str(out / "sheet.png"))
+    assert sheet is not None
+    assert sheet.shape[1] == ROW_LABEL_WIDTH + (1 + len(VIEWS)) * 160  # the input photo, then the views
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
 
 

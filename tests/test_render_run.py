@@ -20,7 +20,7 @@ from uvaug.fit.run import fit_inputs
 from uvaug.io import MANIFEST_NAME, discover_inputs, load_rgba, read_manifest, write_image_atomic
 from uvaug.render.grid import View
 from uvaug.render.run import RenderOptions, plan_render, render_fits
-from uvaug.render.sheet import HEADER_HEIGHT, ROW_LABEL_WIDTH
+from uvaug.render.sheet import HEADER_HEIGHT, ROW_LABEL_WIDTH, contact_sheet
 
 WIDE = {"COLUMNS": "200"}  # rich wraps at the terminal width; keep paths in messages on one line
 SUB = "people"  # the photos' sub-folder, which every output must mirror
@@ -98,7 +98,14 @@ def test_cli_renders_every_face_and_view_mirroring_the_inputs(fits: Path, tmp_pa
         assert read_rgb(out / str(rec["output"])).shape == (*PHOTO_SIZES[stem], 3)  # whole photos
 
     image = cv2.imread(str(sheet), cv2.IMREAD_UNCHANGED)
-    assert image.shape == (HEADER_HEIGHT + 2 * SHEET_CELL, ROW_LABEL_WIDTH + 3 * SHEET_CELL, 3)
+    assert image.shape == (HEADER_HEIGHT + 2 * SHEET_CELL, ROW_LABEL_WIDTH + 4 * SHEET_CELL, 3)
+    # The first column is each row's input photo (rows sorted by input: astronaut, then hopper).
+    for row, stem in enumerate(STEMS):
+        top = HEADER_HEIGHT + row * SHEET_CELL
+        cell = image[top : top + SHEET_CELL, ROW_LABEL_WIDTH : ROW_LABEL_WIDTH + SHEET_CELL, ::-1]
+        own = contact_sheet([("", [read_rgb(fits.parent / "photos" / SUB / f"{stem}.jpg")])], [""])
+        expected = own[HEADER_HEIGHT:, ROW_LABEL_WIDTH:].mean((0, 1))
+        np.testing.assert_allclose(cell.mean((0, 1)), expected, atol=2)
 
 
 def test_background_none_writes_rgba_png(fits: Path, tmp_path: Path):

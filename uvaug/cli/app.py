@@ -113,7 +113,7 @@ def demo_command(
     from uvaug.fit.run import fit_inputs
     from uvaug.io import MANIFEST_NAME, discover_inputs, read_manifest, write_image_atomic
     from uvaug.render.grid import pose_grid
-    from uvaug.render.run import RenderOptions, plan_render, render_fits, write_sheet
+    from uvaug.render.run import RenderOptions, fit_photos, plan_render, render_fits, write_sheet
 
     images, fits, completed, renders = (output / name for name in ("images", "fit", "completed", "render"))
     write_image_atomic(images / "astronaut.png", skimage.data.astronaut())
@@ -136,7 +136,7 @@ def demo_command(
     options = RenderOptions(views=views)
     render_fits(plan_render(fits, renders, options, uv_dir=completed, overwrite=True), renders, options)
     sheet = output / "sheet.png"
-    write_sheet(renders, sheet, views)
+    write_sheet(renders, sheet, views, photos=fit_photos(fits))
     console.print(f"render: {len(views)} views -> {renders}; contact sheet {sheet}")
     console.print(f"results: {output} (fit/: UV maps, fits, GLB meshes; completed/; render/; sheet.png)")
     print(output)

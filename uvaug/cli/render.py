@@ -94,7 +94,11 @@ def render_command(
         typer.Option(help="Folder of the original photos, if they moved since fitting.", show_default=False),
     ] = None,
     sheet: Annotated[
-        Path | None, typer.Option(help="Also write a contact sheet PNG (faces by views).", show_default=False)
+        Path | None,
+        typer.Option(
+            help="Also write a contact sheet PNG (each face's input photo, then its views).",
+            show_default=False,
+        ),
     ] = None,
     workers: WorkersOption = None,
     overwrite: Annotated[
@@ -154,9 +158,9 @@ def render_command(
         "manifest": out / "manifest.jsonl",
     }
     if sheet is not None:
-        from uvaug.render.run import write_sheet
+        from uvaug.render.run import fit_photos, write_sheet
 
-        write_sheet(out, sheet, views)
+        write_sheet(out, sheet, views, photos=fit_photos(fits, images))
         rows["contact sheet"] = sheet
     console.print(summary_table("uvaug render", rows))
     print(out)

@@ -23,7 +23,15 @@ from uvaug.artifacts import (
     STATUS_ERROR,
     STATUS_OK,
 )
-from uvaug.io import MANIFEST_NAME, InputError, ManifestWriter, iter_inputs, iter_manifest, write_text_atomic
+from uvaug.io import (
+    MANIFEST_NAME,
+    InputError,
+    ManifestWriter,
+    discover_inputs,
+    iter_inputs,
+    iter_manifest,
+    write_text_atomic,
+)
 from uvaug.pipeline.local import LocalExecutor
 from uvaug.pipeline.options import REPORT_NAME, SHEET_NAME, PipelineOptions, check_settings
 from uvaug.pipeline.state import ManifestState
@@ -216,7 +224,7 @@ def run_pipeline(
             report.workers = runner.workers or report.workers  # Ray: known once the cluster is planned
     report.totals = ManifestState.scan(out / MANIFEST_NAME).counts
     report.peak_rss_mb = peak_rss_mb()
-    report.sheet = write_pipeline_sheet(out, options)
+    report.sheet = write_pipeline_sheet(out, options, src)
     write_text_atomic(out / REPORT_NAME, json.dumps(report.to_json(), indent=2) + "\n")
     return report
 
@@ -248,18 +256,32 @@ def peak_rss_mb() -> float:
     return max(own, children) / 1024  # Linux reports KiB
 
 
-def write_pipeline_sheet(out: Path, options: PipelineOptions) -> str | None:
-    """``sheet.png``: the first finished inputs (manifest order) by the requested views; None if none."""
-    from uvaug.render.run import read_rgb
+def _photo_locator(source: Path) -> Callable[[str], Path | None]:
+    """The photo behind a manifest ``input``: under a source folder (no walk needed), or the one photo or
+    list file's entry of that name."""
+    if source.is_dir():
+        return lambda rel: source / rel
+    try:
+        paths = {item.rel.as_posix(): item.path for item in discover_inputs(source)}
+    except InputError:  # the source changed since the run began: the sheet shows no photos, not an error
+        paths = {}
+    return paths.get
+
+
+def write_pipeline_sheet(out: Path, options: PipelineOptions, source: Path | None = None) -> str | None:
+    """``sheet.png``: the first finished inputs (manifest order) by the requested views; None if none. With
+    the run's ``source`` (a folder or one photo), each row starts with the input photo."""
+    from uvaug.render.run import INPUT_COLUMN, read_photo, read_rgb
     from uvaug.render.sheet import write_contact_sheet
 
     views = options.render.views
     ext = options.render.extension
+    photo_of = _photo_locator(source) if source is not None else None
     rows = []
     for rec in iter_manifest(out / MANIFEST_NAME):
         if rec.get("status") != STATUS_OK or not rec.get("outputs"):
             continue
-        cells = []
+        cells = [read_photo(photo_of(str(rec["input"])))] if photo_of is not None else []
         for view in views:
             rel = next((o for o in rec["outputs"] if o.endswith(f"{view.tag}{ext}")), None)
             cells.append(read_rgb(out / rel) if rel else None)
@@ -268,5 +290,6 @@ def write_pipeline_sheet(out: Path, options: PipelineOptions) -> str | None:
             break
     if not rows:
         return None
-    write_contact_sheet(out / SHEET_NAME, rows, [view.label for view in views])
+    labels = [view.label for view in views]
+    write_contact_sheet(out / SHEET_NAME, rows, [INPUT_COLUMN, *labels] if photo_of is not None else labels)
     return SHEET_NAME

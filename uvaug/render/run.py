@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -124,7 +124,7 @@ def plan_render(
         if not outputs:
             continue
         texture = (uv_dir or fits_dir) / str(rec["uv"])
-        photo = images_dir / str(rec["input"]) if images_dir else Path(str(rec.get("path") or rec["input"]))
+        photo = _photo_path(rec, images_dir)
         plan.jobs.append(
             RenderJob(
                 input=str(rec["input"]),
@@ -239,8 +239,43 @@ def render_fits(
     return report
 
 
-def write_sheet(out: Path, sheet_path: Path, views: Sequence[View], max_faces: int = 16) -> None:
-    """Contact sheet of the first ``max_faces`` rendered faces (sorted by input) by ``views``."""
+#: Label of the contact sheet's first column, the input photo each row's views were made from.
+INPUT_COLUMN = "input"
+
+
+def fit_photos(fits_dir: Path, images_dir: Path | None = None) -> dict[str, str]:
+    """Photo path per fitted input (the manifest's ``input``), as :func:`plan_render` finds them."""
+    photos = {}
+    for rec in read_manifest(fits_dir / MANIFEST_NAME):
+        if rec.get("status") == STATUS_OK:
+            photos[str(rec["input"])] = str(_photo_path(rec, images_dir))
+    return photos
+
+
+def _photo_path(rec: Record, images_dir: Path | None) -> Path:
+    """A fit record's photo: under ``images_dir`` when given, else where the fit read it."""
+    return images_dir / str(rec["input"]) if images_dir else Path(str(rec.get("path") or rec["input"]))
+
+
+def read_photo(path: str | os.PathLike | None) -> np.ndarray | None:
+    """An input photo for a contact sheet's input column (EXIF-rotated RGB); None if it cannot be read."""
+    if path is None:
+        return None
+    try:
+        return load_image(path)
+    except ImageLoadError:
+        return None
+
+
+def write_sheet(
+    out: Path,
+    sheet_path: Path,
+    views: Sequence[View],
+    max_faces: int = 16,
+    photos: Mapping[str, str] | None = None,
+) -> None:
+    """Contact sheet of the first ``max_faces`` rendered faces (sorted by input) by ``views``; with ``photos``
+    (:func:`fit_photos`), the input photo comes first in each row, to compare the views with."""
     from uvaug.render.sheet import write_contact_sheet
 
     by_face: dict[tuple[str, int], dict[str, str]] = {}
@@ -251,12 +286,13 @@ def write_sheet(out: Path, sheet_path: Path, views: Sequence[View], max_faces: i
             )
     rows = []
     for (name, face), outputs in sorted(by_face.items())[:max_faces]:
-        cells = []
+        cells = [read_photo(photos.get(name))] if photos is not None else []
         for view in views:
             rel = outputs.get(view.tag.lstrip("_"))
             cells.append(read_rgb(out / rel) if rel else None)
         rows.append((name if face == 0 else f"{name} #{face}", cells))
-    write_contact_sheet(sheet_path, rows, [view.label for view in views])
+    labels = [view.label for view in views]
+    write_contact_sheet(sheet_path, rows, [INPUT_COLUMN, *labels] if photos is not None else labels)
 
 
 def read_rgb(path: Path) -> np.ndarray | None:
