@@ -27,6 +27,12 @@ def face_coverage(size: int) -> np.ndarray:
     return coverage
 
 
+def face_texels(known: np.ndarray) -> np.ndarray:
+    """(N, S, S) bool: the texels a completer fills or keeps for maps whose known texels are ``known``
+    (N, S, S): the layout's face, and any texel the photo showed beyond it."""
+    return face_coverage(known.shape[-1])[None] | known
+
+
 def load_uv_map(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an RGBA UV map (H, W, 4) uint8; :class:`ImageLoadError` with a one-line reason if it is not one.
 
@@ -75,7 +81,7 @@ def finish(completed: np.ndarray, rgba: np.ndarray) -> np.ndarray:
     if not completed.flags.c_contiguous or completed.dtype != np.uint8 or completed.shape != rgba.shape:
         raise ValueError(f"expected a C-contiguous uint8 array of shape {rgba.shape}")
     known = known_mask(rgba)
-    face = face_coverage(rgba.shape[1])[None] | known
+    face = face_texels(known)
     texels = completed.view(np.uint32)[..., 0]  # one RGBA texel per element: whole-texel copies and masks
     np.copyto(texels, np.ascontiguousarray(rgba).view(np.uint32)[..., 0], where=known)
     completed[..., 3] = 255

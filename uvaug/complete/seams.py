@@ -27,7 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from uvaug.complete.maps import face_coverage
+from uvaug.complete.maps import face_texels
 from uvaug.complete.tensors import known_mask
 
 #: Constants for 256x256 maps (scaled with the map's size): the Gaussian that averages each side of the rim,
@@ -72,7 +72,7 @@ def blend_output_seams(output: np.ndarray, rgba: np.ndarray) -> np.ndarray:
     known = known_mask(rgba)
     rgb = (np.asarray(output, np.float32).transpose(0, 2, 3, 1) + 1.0) * 127.5
     np.copyto(rgb, rgba[..., :3], where=known[..., None])  # the rim's side is the photo's texels, exactly
-    blended = blend_seams(rgb, known, face_coverage(rgba.shape[1])[None] | known)
+    blended = blend_seams(rgb, known, face_texels(known))
     return np.ascontiguousarray((blended * (1.0 / 127.5) - 1.0).transpose(0, 3, 1, 2))
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import linalg
 
-from uvaug.complete.maps import as_batch, face_coverage, finish
+from uvaug.complete.maps import as_batch, face_texels, finish
 from uvaug.complete.seams import blend_seams
 from uvaug.complete.tensors import known_mask
 
@@ -68,7 +68,7 @@ def complete_symmetric(
     """
     batch, single = as_batch(rgba)
     known = known_mask(batch)
-    face = face_coverage(batch.shape[1])[None] | known
+    face = face_texels(known)
     out = batch.copy()
     have = known
     if mirror:
