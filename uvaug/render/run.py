@@ -285,8 +285,11 @@ def write_sheet(
                 rec["output"]
             )
     rows = []
+    inputs: dict[str, np.ndarray | None] = {}  # a photo with several faces is decoded once
     for (name, face), outputs in sorted(by_face.items())[:max_faces]:
-        cells = [read_photo(photos.get(name))] if photos is not None else []
+        if photos is not None and name not in inputs:
+            inputs[name] = read_photo(photos.get(name))
+        cells = [inputs[name]] if photos is not None else []
         for view in views:
             rel = outputs.get(view.tag.lstrip("_"))
             cells.append(read_rgb(out / rel) if rel else None)
