@@ -136,6 +136,32 @@ def test_no_face_in_a_photo_without_people(fitter):
     assert fitter(coffee) == []
 
 
+@pytest.mark.parametrize("name", ["cell", "colorwheel", "moon", "hubble_deep_field"])
+def test_detections_the_landmark_model_guesses_at_are_dropped(fitter, name):
+    """Pictures without people whose detections pass the presence score (0.75-1.0): the landmark model reads
+    them differently once mirrored (median gap 0.04-0.11 of the crop), so the fitter finds no face."""
+    import skimage.data
+
+    from uvaug.fit.fitter import FitOptions, create_fitter
+
+    picture = getattr(skimage.data, name)()
+    picture = np.ascontiguousarray(np.stack([picture] * 3, -1) if picture.ndim == 2 else picture[..., :3])
+    ungated = create_fitter(options=FitOptions(max_mirror_disagreement=float("inf")))
+    assert ungated(picture), "the detector and presence score alone accept a face here"
+    assert fitter(picture) == []
+
+
+def test_faces_read_the_same_mirrored(fitter, astronaut, hopper):
+    """Real faces sit far under the default cap: their mirror disagreement is about a tenth of it."""
+    from uvaug.fit.fitter import MAX_MIRROR_DISAGREEMENT
+
+    for photo in (astronaut, hopper):
+        det = fitter.detect(photo)[0]
+        result = fitter.landmarks(photo, det)
+        assert 0 < result.mirror_disagreement < MAX_MIRROR_DISAGREEMENT / 4
+        assert fitter.is_face(result)
+
+
 def test_min_face_size_filters_small_faces(astronaut):
     from uvaug.fit.fitter import FitOptions, create_fitter
 

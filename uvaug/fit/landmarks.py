@@ -16,6 +16,8 @@ from uvaug.fit.litert import Interpreter, make_interpreter
 
 INPUT_SIZE = 256
 NUM_LANDMARKS = 478
+#: The first 468 landmarks are the canonical mesh's vertices; the rest are iris points.
+MESH_POINTS = 468
 #: Outer eye corners (subject's right, subject's left) of the 478-point topology: define the crop rotation.
 EYE_CORNERS = (33, 263)
 ROI_SCALE = 1.5
@@ -71,6 +73,9 @@ def roi_from_points(points: np.ndarray, left: np.ndarray, right: np.ndarray, sca
 class LandmarkResult:
     points: np.ndarray  # (478, 3) photo pixels; z grows away from the camera
     presence: float  # model's face-presence probability for the crop
+    #: Median distance between the mesh points read from the crop and from its mirror image, as a fraction
+    #: of the crop's side (0 when only the crop was read). Small on faces; large where the model guesses.
+    mirror_disagreement: float = 0.0
 
 
 class FaceLandmarker:
@@ -109,13 +114,20 @@ class FaceLandmarker:
         interp.invoke()
         raw = interp.get_tensor(self._points).reshape(len(batch), NUM_LANDMARKS, 3).astype(np.float64)
         logit = float(interp.get_tensor(self._presence).reshape(-1).mean())
+        disagreement = 0.0
         if symmetric:
             unflipped = raw[1, mirror_permutation()]
             unflipped[:, 0] = FLIP_ORIGIN - unflipped[:, 0]
+            gap = np.linalg.norm(raw[0, :MESH_POINTS, :2] - unflipped[:MESH_POINTS, :2], axis=1)
+            disagreement = float(np.median(gap)) / INPUT_SIZE
             raw = (raw[0] + unflipped) / 2
         else:
             raw = raw[0]
         pts = np.empty_like(raw)
         pts[:, :2] = raw[:, :2] @ m[:, :2].T + m[:, 2]
         pts[:, 2] = raw[:, 2] * (roi.size / INPUT_SIZE)
-        return LandmarkResult(points=pts.astype(np.float32), presence=1.0 / (1.0 + np.exp(-logit)))
+        return LandmarkResult(
+            points=pts.astype(np.float32),
+            presence=1.0 / (1.0 + np.exp(-logit)),
+            mirror_disagreement=disagreement,
+        )
