@@ -32,6 +32,7 @@ import skimage.data
 from common import UTKFACE, add_utkface_argument, utkface_names
 
 from uvaug.fit.fitter import MAX_MIRROR_DISAGREEMENT, ORIENTATIONS, FitOptions, MediaPipeFitter
+from uvaug.fit.landmarks import LandmarkResult
 from uvaug.fit.pose import estimate_pose
 from uvaug.io import load_image
 
@@ -53,8 +54,7 @@ class Reading:
     orientation: int
     box: np.ndarray
     yaw: float
-    presence: float
-    disagreement: float
+    result: LandmarkResult
     label: str = "false"  # "face", "other" or "false"
 
 
@@ -67,20 +67,14 @@ def readings(fitter: MediaPipeFitter, image: np.ndarray) -> list[Reading]:
             result = fitter.landmarks(image, det)
             mesh = result.points[: len(g.vertices)]
             pose = estimate_pose(mesh, g.vertices, g.procrustes_ids, g.procrustes_weights)
-            out.append(Reading(orientation, det.box, pose.yaw, result.presence, result.mirror_disagreement))
+            out.append(Reading(orientation, det.box, pose.yaw, result))
     return out
 
 
 def accepted(found: list[Reading], options: FitOptions) -> list[Reading]:
     """The readings the fitter keeps with ``options`` (faces="all"): the first orientation with any wins."""
     for orientation in ORIENTATIONS:
-        kept = [
-            r
-            for r in found
-            if r.orientation == orientation
-            and r.presence >= options.min_presence
-            and r.disagreement <= options.max_mirror_disagreement
-        ]
+        kept = [r for r in found if r.orientation == orientation and options.is_face(r.result)]
         if kept:
             return kept
     return []

@@ -159,7 +159,7 @@ def test_faces_read_the_same_mirrored(fitter, astronaut, hopper):
         det = fitter.detect(photo)[0]
         result = fitter.landmarks(photo, det)
         assert 0 < result.mirror_disagreement < MAX_MIRROR_DISAGREEMENT / 4
-        assert fitter.is_face(result)
+        assert fitter.options.is_face(result)
 
 
 def test_min_face_size_filters_small_faces(astronaut):

@@ -10,7 +10,15 @@ import numpy as np
 from uvaug.artifacts import FaceFit
 from uvaug.fit.bundle import default_bundle
 from uvaug.fit.detect import BlazeFaceDetector, Detection, detect_multiscale, unrotate
-from uvaug.fit.landmarks import EYE_CORNERS, ROI_SCALE, FaceLandmarker, LandmarkResult, Roi, roi_from_points
+from uvaug.fit.landmarks import (
+    EYE_CORNERS,
+    MESH_POINTS,
+    ROI_SCALE,
+    FaceLandmarker,
+    LandmarkResult,
+    Roi,
+    roi_from_points,
+)
 from uvaug.fit.pose import estimate_pose
 from uvaug.fit.uv import DEFAULT_MIN_FACING, DEFAULT_UV_SIZE, unwrap, uv_layout
 from uvaug.registry import Registry
@@ -36,6 +44,13 @@ class FitOptions:
     min_facing: float = DEFAULT_MIN_FACING
     refine: int = 0  # landmark passes always re-run on the ROI re-centred on the previous pass's landmarks
     max_refine: int = 3  # further passes while the ROI still moves (turns, shifts or rescales)
+
+    def is_face(self, result: LandmarkResult) -> bool:
+        """Whether a detection's landmarks read as a face: present, and the same when the crop is mirrored."""
+        return (
+            result.presence >= self.min_presence
+            and result.mirror_disagreement <= self.max_mirror_disagreement
+        )
 
 
 #: A landmark crop counts as settled when re-centring it on its own landmarks would turn it by less than this
@@ -100,7 +115,7 @@ class MediaPipeFitter:
         result = self.landmarker(image, roi)
         for i in range(self.options.max_refine):
             pts = result.points
-            new = roi_from_points(pts[:468, :2], pts[EYE_CORNERS[1], :2], pts[EYE_CORNERS[0], :2])
+            new = roi_from_points(pts[:MESH_POINTS, :2], pts[EYE_CORNERS[1], :2], pts[EYE_CORNERS[0], :2])
             turn = abs((new.angle - roi.angle + np.pi) % (2 * np.pi) - np.pi)
             shift = np.linalg.norm(new.center - roi.center) / roi.size
             scale = abs(np.log(new.size / roi.size))
@@ -110,20 +125,13 @@ class MediaPipeFitter:
             roi, result = new, self.landmarker(image, new)
         return result
 
-    def is_face(self, result: LandmarkResult) -> bool:
-        """Whether a detection's landmarks read as a face: present, and the same when the crop is mirrored."""
-        return (
-            result.presence >= self.options.min_presence
-            and result.mirror_disagreement <= self.options.max_mirror_disagreement
-        )
-
     def __call__(self, image: np.ndarray) -> list[FittedFace]:
         """Every wanted face, largest first; rotated views are tried only when the upright one finds none."""
         for orientation in ORIENTATIONS:
             faces = []
             for det in self.detect(image, orientation):
                 result = self.landmarks(image, det)
-                if self.is_face(result):
+                if self.options.is_face(result):
                     faces.append(self._face(image, det, result.points, result.presence))
                     if self.options.faces == "largest":
                         break
