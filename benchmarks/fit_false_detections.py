@@ -66,7 +66,7 @@ def readings(fitter: MediaPipeFitter, image: np.ndarray) -> list[Reading]:
         for det in fitter.detect(image, orientation):
             result = fitter.landmarks(image, det)
             mesh = result.points[: len(g.vertices)]
-            pose = estimate_pose(mesh, g.vertices, g.procrustes_ids, g.procrustes_weights)
+            pose = estimate_pose(mesh, g.vertices)
             out.append(Reading(orientation, det.box, pose.yaw, result))
     return out
 

@@ -12,7 +12,9 @@ from uvaug.complete.seams import FADE_TEXELS, MIN_SIZE, blend_output_seams, blen
 from uvaug.complete.tensors import known_mask
 
 SIZE = 256
-YAW = 60.0
+#: Far enough turned that the hidden far side is wider than the fade (texels 3 fades deep): at 60 that
+#: band is only a few dozen texels, and a degree of difference in the fitted pose empties it.
+YAW = 70.0
 STEP = 30.0
 
 
@@ -34,7 +36,7 @@ def uv_map(astronaut_face) -> np.ndarray:
 
 
 def _hidden(fit, uv_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The map's known and face masks with what the head turned to yaw 60 would hide hidden (the far
+    """The map's known and face masks with what the head turned to yaw 70 would hide hidden (the far
     side), the texels whose truth is known there, and each texel's distance to the nearest known one."""
     seen = known_mask(uv_map[None])[0]
     face = face_coverage(SIZE) | seen
@@ -57,16 +59,16 @@ def test_a_step_at_the_rim_is_removed_and_fades_into_the_hole(uv_map: np.ndarray
     error = np.abs(blended - truth).mean(-1)
     near, deep = judged & (distance <= 2), judged & (distance >= 3 * FADE_TEXELS)
     assert near.sum() > 300 and deep.sum() > 300
-    assert error[near].mean() < 0.3 * STEP, error[near].mean()  # measured 7.0
+    assert error[near].mean() < 0.3 * STEP, error[near].mean()  # measured 4.6
     assert abs(error[deep].mean() - STEP) < 0.05 * STEP, error[deep].mean()  # measured 30.0
     # In between, the correction fades with the distance from the rim.
     middle = judged & (np.abs(distance - FADE_TEXELS) < 2)
-    assert 0.4 * STEP < error[middle].mean() < 0.8 * STEP, error[middle].mean()  # measured 19.2
+    assert 0.4 * STEP < error[middle].mean() < 0.8 * STEP, error[middle].mean()  # measured 20.1
 
 
 def test_a_fill_that_continues_the_photo_is_left_nearly_as_it_is(uv_map: np.ndarray, hidden):
     """The truth itself as the fill: what the blend takes for a step is the texture's own change across
-    the rim, which it then fades into the hole. Measured 34.4 dB over the hidden texels (39-40 dB on
+    the rim, which it then fades into the hole. Measured 37.0 dB over the hidden texels (39-40 dB on
     UTKFace train faces with the benchmark's masks): a ceiling far above what completion reaches."""
     known, face, judged, _ = hidden
     truth = uv_map[..., :3].astype(np.float32)
@@ -94,7 +96,7 @@ def test_batches_sizes_and_degenerate_maps(uv_map: np.ndarray, hidden):
     touching = cv2.dilate(small_known.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     rim = face[::2, ::2] & ~small_known & touching & known_mask(uv_map[None])[0][::2, ::2]
     truth = cv2.resize(uv_map[..., :3], (SIZE // 2, SIZE // 2), interpolation=cv2.INTER_NEAREST)
-    assert np.abs(out[rim] - truth[rim]).mean() < 0.4 * STEP  # measured 10.8
+    assert np.abs(out[rim] - truth[rim]).mean() < 0.4 * STEP  # measured 6.7
     # Maps too small for a texel's neighbour to be local are left as they are; 64 is still blended.
     for size in (64, 32):
         stride = SIZE // size

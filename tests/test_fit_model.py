@@ -34,7 +34,7 @@ def test_pose_convention_roundtrip(yaw, pitch, roll):
     if pitch:
         assert np.sign(nose[1]) == np.sign(pitch)  # pitch > 0: nose up
     photo = (12.0 * g.vertices @ rot.T) * [1, -1, -1] + [300, 200, 0]  # to photo pixels, y down, z away
-    pose = estimate_pose(photo, g.vertices, g.procrustes_ids, g.procrustes_weights)
+    pose = estimate_pose(photo, g.vertices)
     assert pose.yaw == pytest.approx(yaw, abs=1e-6)
     assert pose.pitch == pytest.approx(pitch, abs=1e-6)
     assert pose.roll == pytest.approx(roll, abs=1e-6)

@@ -90,7 +90,8 @@ class GeometryMetadata:
     vertices: np.ndarray  # (468, 3) float32
     uvs: np.ndarray  # (468, 2) float32, v grows downwards (image convention)
     triangles: np.ndarray  # (898, 3) int32, counter-clockwise seen from +z
-    procrustes_ids: np.ndarray  # (K,) int32 landmark indices used for the rigid fit
+    # MediaPipe's own rigid-fit subset; uvaug fits every vertex instead (see uvaug.fit.pose.DEPTH_WEIGHT).
+    procrustes_ids: np.ndarray  # (K,) int32 landmark indices
     procrustes_weights: np.ndarray  # (K,) float32
 
 

@@ -142,7 +142,7 @@ class MediaPipeFitter:
     def _face(self, image: np.ndarray, det: Detection, landmarks: np.ndarray, presence: float) -> FittedFace:
         g = self.geometry
         vertices = landmarks[: len(g.vertices)]
-        pose = estimate_pose(vertices, g.vertices, g.procrustes_ids, g.procrustes_weights)
+        pose = estimate_pose(vertices, g.vertices)
         fit = FaceFit(
             image_size=np.asarray(image.shape[:2], np.int32),
             box=det.box.astype(np.float32),
