@@ -58,9 +58,7 @@ def main() -> None:
     if not 0 < args.crop <= 1:
         ap.error("--crop must be in (0, 1]")
 
-    with open(args.data / "annotations.csv") as fh:
-        rows = list(csv.DictReader(fh))[: args.limit or None]
-    gt = np.array([[float(r["pitch_deg"]), float(r["yaw_deg"]), float(r["roll_deg"])] for r in rows])
+    rows, gt = read_annotations(args.data, args.limit)
 
     if args.cache and args.cache.exists():
         with np.load(args.cache) as cached:
@@ -100,13 +98,33 @@ def fit_all(data: Path, rows: list[dict], crop: float = 1.0) -> tuple[np.ndarray
     return found, rotations, time.perf_counter() - start
 
 
+def choose_convention(rotations: np.ndarray, gt: np.ndarray) -> tuple:
+    """The candidate mapping to the dataset's convention with the least mean error on these faces."""
+    candidates = itertools.product(SIGNS, SEQUENCES, SIGNS)
+    return min(candidates, key=lambda c: angle_error(dataset_angles(rotations, *c), gt).mean())
+
+
+def read_annotations(data: Path, limit: int = 0) -> tuple[list[dict], np.ndarray]:
+    """The annotation rows and their (N, 3) pitch, yaw, roll in degrees."""
+    with open(data / "annotations.csv") as fh:
+        rows = list(csv.DictReader(fh))[: limit or None]
+    return rows, np.array([[float(r["pitch_deg"]), float(r["yaw_deg"]), float(r["roll_deg"])] for r in rows])
+
+
+def yaw_readings(data: Path, crop: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Annotated and fitted abs(yaw) of every scored face: how the fitter reads real heads by their true
+    turn (for instruments built on it, such as the render benchmark)."""
+    rows, gt = read_annotations(data)
+    found, rotations, _ = fit_all(data, rows, crop)
+    scored = found & (np.abs(gt) <= 99).all(1)
+    angles = dataset_angles(rotations[scored], *choose_convention(rotations[scored], gt[scored]))
+    return np.abs(gt[scored, 1]), np.abs(angles[:, 1])
+
+
 def report(rows: list, gt: np.ndarray, found: np.ndarray, rotations: np.ndarray, seconds: float) -> None:
     valid = (np.abs(gt) <= 99).all(1)
     scored = found & valid
-    candidates = itertools.product(SIGNS, SEQUENCES, SIGNS)
-    convention = min(
-        candidates, key=lambda c: angle_error(dataset_angles(rotations[scored], *c), gt[scored]).mean()
-    )
+    convention = choose_convention(rotations[scored], gt[scored])
     angles = dataset_angles(rotations, *convention)  # pitch, yaw, roll as the dataset gives them
     err = angle_error(angles, gt)
 

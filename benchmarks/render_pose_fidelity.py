@@ -19,6 +19,13 @@ Texture (``--uv-method``): ``model`` (default) completes each UV map with the sh
 pipeline`` does; ``symmetric`` with the mirror-and-fill baseline; ``incomplete`` renders the fit's own maps,
 as ``uvaug render`` without ``--uv`` does, where unseen parts show as holes (lower re-detection at large yaw).
 The scores depend only on the images and the code, not the machine.
+
+The fitter reads real heads turned far as less turned than they are, and more so when the face fills the
+picture, as in these chips; a perfect render would inherit that. So, when AFLW2000-3D dev is at hand
+(``--aflw``, ../shared/data/aflw2000-dev by default; ``--aflw none`` skips it), its centre crops
+(``--aflw-crop`` of each image's side, 0.5 by default: about the face's outline) are fitted by the same
+fitter, and a last table sets what the renders read at each asked abs(yaw) beside what real faces annotated
+within +-3 degrees of it read: renders that turn as far as real heads read the same.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from common import add_utkface_argument, utkface_names
+from fit_pose_aflw import yaw_readings
 
 from uvaug.complete.run import create_completer
 from uvaug.fit.run import fit_inputs
@@ -94,6 +102,9 @@ def main() -> None:
     ap.add_argument("--uv-method", choices=("model", "symmetric", "incomplete"), default="model")
     ap.add_argument("--split", choices=("val", "train"), default="val", help="train: for tuning")
     ap.add_argument("--workers", type=int, default=available_cores(), help="default: CPU cores")
+    aflw = Path(__file__).resolve().parents[2] / "shared/data/aflw2000-dev"
+    ap.add_argument("--aflw", default=str(aflw), help="AFLW2000-3D dev folder (real faces' readings) or none")
+    ap.add_argument("--aflw-crop", type=float, default=0.5, help="centre square, this share of the side")
     args = ap.parse_args()
     if not (args.data / "images").is_dir():
         ap.error(f"no images/ folder in {args.data}")
@@ -163,6 +174,33 @@ def main() -> None:
         gain = float(np.polyfit(pairs[:, 0], pairs[:, 1], 1)[0])
         print(f"\nyaw gain (least-squares slope of measured on asked yaw, all views): {gain:.3f}")
     print(f"texture: {texture}; bias = mean(measured - asked); MAE and bias over re-detected views")
+    if args.aflw != "none":
+        compare_with_real_faces(by_view, Path(args.aflw), args.aflw_crop)
+
+
+#: Real faces annotated within this many degrees of an asked abs(yaw) stand for it.
+REAL_WINDOW = 3.0
+
+
+def compare_with_real_faces(by_view: dict[tuple[float, float], list], aflw: Path, crop: float) -> None:
+    """What renders read at each asked abs(yaw) beside what real faces turned as far read."""
+    if not (aflw / "annotations.csv").is_file():
+        print(f"\nno AFLW2000-3D at {aflw}: real faces' readings skipped")
+        return
+    annotated, read = yaw_readings(aflw, crop)
+    print(
+        f"\nabs(yaw) read by the fitter: renders, and real faces (AFLW2000-3D dev, centre crops {crop:g} of "
+        f"the side) annotated within +-{REAL_WINDOW:g} degrees of the asked yaw"
+    )
+    print("asked  renders  read   real faces  read   renders - real")
+    for asked in sorted({abs(yaw) for yaw, _ in by_view}):
+        rows = [r for (yaw, _), rs in by_view.items() if abs(yaw) == asked for r in rs if r is not None]
+        render = mean(np.sign(r[0]) * r[2] if r[0] else abs(r[2]) for r in rows)
+        near = np.abs(annotated - asked) <= REAL_WINDOW
+        real = float(read[near].mean()) if near.any() else float("nan")
+        count = int(near.sum())
+        gap = render - real
+        print(f"{asked:>5.0f}  {len(rows):>7}  {render:>5.1f}  {count:>10}  {real:>5.1f}  {gap:>+14.1f}")
 
 
 if __name__ == "__main__":

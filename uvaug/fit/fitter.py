@@ -28,7 +28,7 @@ from uvaug.registry import Registry
 #: the moon, ears in profile photos: presence 0.96-1.0), but the model's reading of them changes when
 #: mirrored, while a face's does not (median 0.0045; profiles reach about 0.035). Chosen with
 #: ``benchmarks/fit_false_detections.py`` (AFLW2000-3D dev, UTKFace val, pictures without people, all faces):
-#: 1,383 of 1,385 faces kept; other detections (ears, hair, collapsed meshes, other people) 98 -> 27; false
+#: 1,385 of 1,387 faces kept; other detections (ears, hair, collapsed meshes, other people) 96 -> 25; false
 #: ones 28 -> 0. On 1,161 UTKFace train chips every face found before is still found.
 MAX_MIRROR_DISAGREEMENT = 0.03
 
