@@ -67,8 +67,8 @@ def test_a_refit_of_a_turned_render_reads_the_asked_yaw(fitter, astronaut, astro
 def test_pitch_turns_the_face_up(fitter, astronaut, astro_face):
     image, _, _ = render(astro_face, astronaut, 0, 15)
     refit = fitter(np.ascontiguousarray(image))[0].fit
-    # The photo is at pitch -10.3, so this is a 25.3-degree turn; it reads back within a few degrees (the depth
-    # added to the sides of the mesh turns with yaw only: turned with pitch too it read +29 here).
+    # The photo is at pitch -10.3, so this is a 25.3-degree turn; it reads back within a few degrees (the
+    # depth added to the sides of the mesh turns with yaw only: turned with pitch too it read +29 here).
     assert refit.pitch == pytest.approx(15, abs=5)
     assert refit.yaw == pytest.approx(0, abs=4)
 

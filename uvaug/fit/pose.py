@@ -107,20 +107,20 @@ def depth_weighted_similarity(
     rot, scale, t = weighted_procrustes(source, target, np.ones(len(source)))
     if depth_weight == 1.0:
         return rot, scale, t
-    c = np.array([1.0, 1.0, depth_weight])
+    row_weight = np.tile([1.0, 1.0, depth_weight], len(source))[:, None]  # per residual row (x, y, z)
+    jac = np.empty((len(source), 3, 7))
+    jac[:, :, 4:] = np.eye(3)
     for _ in range(iterations):
         y = source @ rot.T
-        residual = scale * y + t - target  # (n, 3)
-        jac = np.empty((len(source), 3, 7))
+        residual = (scale * y + t - target).reshape(-1)
         jac[:, :, :3] = -scale * _skew(y)  # d(R y)/d(rotation vector) for R <- exp(v) R
         jac[:, :, 3] = y
-        jac[:, :, 4:] = np.eye(3)
-        lhs = np.einsum("nki,k,nkj->ij", jac, c, jac)
-        rhs = np.einsum("nki,k,nk->i", jac, c, residual)
-        step = -np.linalg.solve(lhs, rhs)
+        flat = jac.reshape(-1, 7)
+        weighted = flat * row_weight
+        step = -np.linalg.solve(weighted.T @ flat, weighted.T @ residual)
         rot = _rotation_vector_to_matrix(step[:3]) @ rot
         scale, t = scale + step[3], t + step[4:]
-        if np.abs(step).max() < 1e-9:
+        if np.abs(step).max() < 1e-7:  # radians, and pixels for the scale and shift
             break
     return rot, float(scale), t
 
