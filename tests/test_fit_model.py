@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from uvaug.fit.bundle import default_bundle
-from uvaug.fit.pose import angles_from_rotation, estimate_pose, rotation_from_angles
+from uvaug.fit.pose import DEPTH_WEIGHT, angles_from_rotation, estimate_pose, rotation_from_angles
 
 
 def test_canonical_mesh_parsed_from_bundle():
@@ -42,6 +42,21 @@ def test_pose_convention_roundtrip(yaw, pitch, roll):
     mapped = g.vertices @ pose.transform[:, :3].T + pose.transform[:, 3]
     assert np.abs(mapped - photo).max() < 1e-4  # float32 mesh
     assert angles_from_rotation(rotation_from_angles(yaw, pitch, roll)) == pytest.approx((yaw, pitch, roll))
+
+
+def test_depth_counts_less_than_position_in_the_pose_fit():
+    """A mesh whose depth is squashed (as the landmark model squashes turned faces) still reads its turn from
+    the image positions; a fit trusting depth fully reads it short. Degenerate meshes do not raise."""
+    g = default_bundle().geometry
+    rot = rotation_from_angles(50, 0, 0)
+    turned = 12.0 * g.vertices @ rot.T
+    squashed = turned * [1, 1, 0.6]  # depth 40% too shallow, positions exact
+    photo = squashed * [1, -1, -1] + [300, 200, 0]
+    read = {w: estimate_pose(photo, g.vertices, depth_weight=w).yaw for w in (0.0, DEPTH_WEIGHT, 1.0)}
+    assert read[0.0] == pytest.approx(50, abs=1e-3)  # positions alone: exact
+    assert read[1.0] < 43 < 46 < read[DEPTH_WEIGHT] < 50  # measured 42.1 and 47.1
+    flat = estimate_pose(np.tile([[100.0, 100.0, 0.0]], (468, 1)), g.vertices)
+    assert np.isfinite(flat.rotation).all() and flat.rotation @ flat.rotation.T == pytest.approx(np.eye(3))
 
 
 def test_roll_sign_follows_image_rotation():

@@ -117,7 +117,9 @@ def depth_weighted_similarity(
         jac[:, :, 3] = y
         flat = jac.reshape(-1, 7)
         weighted = flat * row_weight
-        step = -np.linalg.solve(weighted.T @ flat, weighted.T @ residual)
+        # least squares, not a plain solve: with depth_weight 0 the depth shift is free, and a degenerate
+        # mesh (all points at one place) leaves the rotation free; both then stay where they are
+        step = -np.linalg.lstsq(weighted.T @ flat, weighted.T @ residual, rcond=None)[0]
         rot = _rotation_vector_to_matrix(step[:3]) @ rot
         scale, t = scale + step[3], t + step[4:]
         if np.abs(step).max() < 1e-7:  # radians, and pixels for the scale and shift
