@@ -18,7 +18,9 @@ gain of measured on asked yaw.
 Texture (``--uv-method``): ``model`` (default) completes each UV map with the shipped network, as ``uvaug
 pipeline`` does; ``symmetric`` with the mirror-and-fill baseline; ``incomplete`` renders the fit's own maps,
 as ``uvaug render`` without ``--uv`` does, where unseen parts show as holes (lower re-detection at large yaw).
-The scores depend only on the images and the code, not the machine.
+Views far from a turned face are rendered from the mirrored photo, as ``uvaug render`` does by default
+(``RenderOptions.mirror_beyond``); ``--no-mirror`` turns every view from the photo itself. The scores depend
+only on the images and the code, not the machine.
 
 The fitter reads real heads turned far as less turned than they are, and more so when the face fills the
 picture, as in these chips; a perfect render would inherit that. So, when AFLW2000-3D dev is at hand
@@ -45,7 +47,7 @@ from uvaug.complete.run import create_completer
 from uvaug.fit.run import fit_inputs
 from uvaug.io import MANIFEST_NAME, discover_inputs, load_rgba, read_manifest, write_image_atomic
 from uvaug.render.grid import pose_grid
-from uvaug.render.run import RenderOptions, plan_render, render_fits
+from uvaug.render.run import MIRROR_BEYOND, RenderOptions, plan_render, render_fits
 from uvaug.runner import available_cores
 
 YAWS = tuple(float(y) for y in range(-60, 61, 15))
@@ -102,6 +104,7 @@ def main() -> None:
     ap.add_argument("--uv-method", choices=("model", "symmetric", "incomplete"), default="model")
     ap.add_argument("--split", choices=("val", "train"), default="val", help="train: for tuning")
     ap.add_argument("--workers", type=int, default=available_cores(), help="default: CPU cores")
+    ap.add_argument("--no-mirror", action="store_true", help="turn every view from the photo itself")
     aflw = Path(__file__).resolve().parents[2] / "shared/data/aflw2000-dev"
     ap.add_argument("--aflw", default=str(aflw), help="AFLW2000-3D dev folder (real faces' readings) or none")
     ap.add_argument("--aflw-crop", type=float, default=0.5, help="centre square, this share of the side")
@@ -120,7 +123,10 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",
         flush=True,
     )
-    options = RenderOptions(views=tuple(pose_grid(YAWS, PITCHES)), background="photo")
+    mirror_beyond = None if args.no_mirror else MIRROR_BEYOND
+    options = RenderOptions(
+        views=tuple(pose_grid(YAWS, PITCHES)), background="photo", mirror_beyond=mirror_beyond
+    )
     with tempfile.TemporaryDirectory(prefix="uvaug-pose-fidelity-") as tmp_name:
         tmp = Path(tmp_name)
         list_file = tmp / "inputs.txt"
@@ -141,7 +147,12 @@ def main() -> None:
         rendered = read_manifest(renders / MANIFEST_NAME)
         ok = [r for r in rendered if r["status"] == "ok"]
         seconds = time.perf_counter() - start
-        print(f"render: {len(ok)} views ({len(rendered) - len(ok)} errors) in {seconds:.1f} s", flush=True)
+        mirrored = sum(bool(r.get("mirrored")) for r in ok)
+        print(
+            f"render: {len(ok)} views ({len(rendered) - len(ok)} errors, {mirrored} from the mirrored photo) "
+            f"in {seconds:.1f} s",
+            flush=True,
+        )
 
         start = time.perf_counter()
         fit_inputs(discover_inputs(renders), tmp / "refit", workers=args.workers)

@@ -45,9 +45,20 @@ COMPLETE_MANIFEST_FIELDS = ("input", "status", "message", "output", "known", "me
 
 #: Keys of every pipeline manifest line: ``input`` (path relative to the input folder), ``status``,
 #: ``reason`` (a short fixed phrase to count by: :data:`PIPELINE_REASONS`), ``message`` (the details),
-#: ``faces`` (fitted), ``pose`` (fitted [yaw, pitch, roll] per face), ``views`` (views written) and
-#: ``outputs`` (paths relative to the output folder).
-PIPELINE_MANIFEST_FIELDS = ("input", "status", "reason", "message", "faces", "pose", "views", "outputs")
+#: ``faces`` (fitted), ``pose`` (fitted [yaw, pitch, roll] per face), ``views`` (views written), ``outputs``
+#: (paths relative to the output folder) and ``mirrored`` (those of the outputs rendered from the mirrored
+#: photo: the person's mirror image, see :data:`uvaug.render.run.MIRROR_BEYOND`).
+PIPELINE_MANIFEST_FIELDS = (
+    "input",
+    "status",
+    "reason",
+    "message",
+    "faces",
+    "pose",
+    "views",
+    "outputs",
+    "mirrored",
+)
 #: Why a pipeline input is not ``ok``.
 REASON_UNREADABLE = "unreadable image"
 REASON_NO_FACE = "no face detected"

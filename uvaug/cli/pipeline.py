@@ -17,6 +17,7 @@ from uvaug.cli.render import (
     AlignOption,
     BackgroundChoice,
     BackgroundOption,
+    MirrorOption,
     PitchOption,
     QualityOption,
     RelativeOption,
@@ -41,7 +42,9 @@ EPILOG = """[bold]Examples[/]
 Every image under IMAGES (identity folders or any layout) is fitted, its UV map completed (the shipped model
 on ONNX Runtime, CUDA when present, in batches) and rendered at every yaw x pitch; the stages overlap, so all
 cores stay busy. Outputs mirror the input folders: [cyan]OUT/<identity>/<image>_y+30_p+00.jpg[/], plus
-[cyan]manifest.jsonl[/] (a line per input: status, reason, fitted pose, outputs), [cyan]report.json[/]
+[cyan]manifest.jsonl[/] (a line per input: status, reason, fitted pose, outputs, and which outputs were
+rendered from the mirrored photo: a face turned far one way is shown far the other way as its mirror image,
+not turned through 90 degrees; [cyan]--no-mirror[/] turns it anyway), [cyan]report.json[/]
 (counts per status and reason, time per stage, peak memory) and [cyan]sheet.png[/] (a contact sheet).
 Interrupt it at any time (Ctrl-C, kill -9) and run the same command again: it continues where it stopped;
 failed inputs are retried. A rerun must use the same settings (they are kept in pipeline.json).
@@ -77,6 +80,7 @@ def pipeline_command(
     align: AlignOption = AlignChoice.none,
     size: SizeOption = 112,
     quality: QualityOption = 95,
+    mirror: MirrorOption = True,
     include_original: Annotated[
         bool,
         typer.Option(
@@ -138,7 +142,7 @@ def pipeline_command(
     from uvaug.pipeline import PipelineOptions, SettingsMismatchError, run_pipeline
     from uvaug.pipeline.ray_executor import RayExecutorError
     from uvaug.pipeline.run import PipelineInputError
-    from uvaug.render.run import RenderOptions
+    from uvaug.render.run import MIRROR_BEYOND, RenderOptions
     from uvaug.runner import available_cores
 
     views = parse_views(yaw, pitch)
@@ -159,6 +163,7 @@ def pipeline_command(
             align=align.value,
             size=size,
             jpeg_quality=quality,
+            mirror_beyond=MIRROR_BEYOND if mirror else None,
         ),
         fit=FitOptions(faces=faces.value, min_face_size=min_face_size, min_score=min_score),
         method=method.value,

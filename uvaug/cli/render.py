@@ -24,7 +24,9 @@ included when on the grid) or comma lists; every yaw is combined with every pitc
 folders: [cyan]<stem>_y+30_p-10.jpg[/] (PNG with --background none), faces after the first as
 [cyan]<stem>.f<k>_y+30_p-10.jpg[/], and [cyan]manifest.jsonl[/] (a line per face and view). Reruns skip views
 already rendered. Without --uv the fit's own incomplete UV maps are used, so unseen parts of the face show as
-holes: complete them first with [bold]uvaug complete[/].
+holes: complete them first with [bold]uvaug complete[/]. A face turned 30 degrees one way and asked at 45 the
+other way is rendered from the mirrored photo, a 15-degree turn, rather than turned 75 degrees
+([cyan]--no-mirror[/] turns it anyway); the manifest's [cyan]mirrored[/] says which views are mirror images.
 """
 
 
@@ -53,6 +55,15 @@ AlignOption = Annotated[
     AlignChoice, typer.Option(help="arcface: crops aligned to the ArcFace 5-point template.")
 ]
 SizeOption = Annotated[int, typer.Option(help="Side of aligned crops in pixels.", min=16, max=2048)]
+MirrorOption = Annotated[
+    bool,
+    typer.Option(
+        "--mirror/--no-mirror",
+        help="A view turning a face over 45 degrees of yaw is rendered from the mirrored photo when that "
+        "saves 20 or more (a face turned 10+ to the other side): the person's mirror image, listed in the "
+        "manifest.",
+    ),
+]
 QualityOption = Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100)]
 
 
@@ -89,6 +100,7 @@ def render_command(
     align: AlignOption = AlignChoice.none,
     size: SizeOption = 112,
     quality: QualityOption = 95,
+    mirror: MirrorOption = True,
     images: Annotated[
         Path | None,
         typer.Option(help="Folder of the original photos, if they moved since fitting.", show_default=False),
@@ -106,7 +118,7 @@ def render_command(
     ] = False,
 ) -> None:
     """Render every fitted face at every requested yaw/pitch: whole photos or recognition-ready crops."""
-    from uvaug.render.run import RenderInputError, RenderOptions, plan_render, render_fits
+    from uvaug.render.run import MIRROR_BEYOND, RenderInputError, RenderOptions, plan_render, render_fits
     from uvaug.runner import available_cores
 
     views = parse_views(yaw, pitch)
@@ -124,6 +136,7 @@ def render_command(
         align=align.value,
         size=size,
         jpeg_quality=quality,
+        mirror_beyond=MIRROR_BEYOND if mirror else None,
     )
     try:
         plan = plan_render(fits, out, options, uv_dir=uv, images_dir=images, overwrite=overwrite)

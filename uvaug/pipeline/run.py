@@ -130,12 +130,15 @@ def input_record(result: InputResult) -> Record:
     """The manifest line of one finished input."""
     fit = result.fit
     record: Record = dict.fromkeys(PIPELINE_MANIFEST_FIELDS)
-    record.update(input=fit.task.rel, faces=len(fit.faces), views=0, outputs=[], message="", reason="")
+    record.update(
+        input=fit.task.rel, faces=len(fit.faces), views=0, outputs=[], mirrored=[], message="", reason=""
+    )
     record["pose"] = [[round(w.fit.yaw, 2), round(w.fit.pitch, 2), round(w.fit.roll, 2)] for w in fit.faces]
     faces = sorted(result.faces, key=lambda f: f.face)
     outputs = [rel for face in faces for rel in face.outputs]
     record["outputs"] = outputs
     record["views"] = sum(face.views for face in faces)
+    record["mirrored"] = [rel for face in faces for rel in face.mirrored]
     if fit.status is not None:
         record.update(status=fit.status, reason=fit.reason, message=fit.message)
         return record
@@ -191,7 +194,7 @@ def run_pipeline(
         def folder_error(rel: PurePosixPath, message: str) -> None:
             rec: Record = dict.fromkeys(PIPELINE_MANIFEST_FIELDS)
             rec.update(input=f"{rel.as_posix()}/", status=STATUS_ERROR, reason=REASON_FOLDER, message=message)
-            rec.update(faces=0, views=0, outputs=[], pose=[])
+            rec.update(faces=0, views=0, outputs=[], mirrored=[], pose=[])
             record(rec)
 
         def tasks() -> Iterator[InputTask]:

@@ -34,7 +34,7 @@ from uvaug.fit.fitter import create_fitter
 from uvaug.io import ImageLoadError, load_image, write_bytes_atomic, write_image_atomic
 from uvaug.pipeline.options import INTERMEDIATES, PipelineOptions, original_output, view_outputs
 from uvaug.render.renderer import gl_context
-from uvaug.render.run import aligned_photo, face_renderer, render_view
+from uvaug.render.run import FaceViews, aligned_photo
 from uvaug.runner import describe_error
 
 
@@ -78,6 +78,7 @@ class FaceOutcome:
     reason: str = ""
     seconds: float = 0.0
     views: int = 0  # outputs that are views (the rest: the original)
+    mirrored: list[str] = field(default_factory=list)  # views rendered from the mirrored photo
 
 
 @dataclass
@@ -203,7 +204,7 @@ class PipelineWorker:
                 self.options.include_original and opts.align != "none"
             )
             photo = load_image(task.path) if need_photo else None
-            renderer = face_renderer(work.fit, work.uv, photo if opts.background == "photo" else None)
+            views = FaceViews(work.fit, work.uv, photo if opts.background == "photo" else None)
         except Exception as exc:  # the photo changed since it was fitted, or the scene cannot be built
             result.errors.append(describe_error(exc))
             result.reason = REASON_RENDER
@@ -213,7 +214,7 @@ class PipelineWorker:
             opts.views, view_outputs(stem, work.face, opts.views, opts.extension), strict=True
         ):
             try:
-                image = render_view(renderer, work.fit, view, opts)
+                image, mirrored = views.render(view, opts)
             except Exception as exc:
                 result.errors.append(f"{view.tag.lstrip('_')}: {describe_error(exc)}")
                 result.reason = result.reason or REASON_RENDER
@@ -225,24 +226,26 @@ class PipelineWorker:
                 result.reason = result.reason or REASON_WRITE
                 continue
             result.outputs.append(rel)
+            if mirrored:
+                result.mirrored.append(rel)
         result.views = len(result.outputs)
         try:
-            self._write_extras(task, work, renderer, photo, result)
+            self._write_extras(task, work, views, photo, result)
         except (OSError, ValueError) as exc:
             result.errors.append(f"write failed: {exc}")
             result.reason = result.reason or REASON_WRITE
         result.seconds = time.perf_counter() - start
         return result
 
-    def _write_extras(self, task: InputTask, work: FaceWork, renderer, photo, result: FaceOutcome) -> None:
+    def _write_extras(
+        self, task: InputTask, work: FaceWork, views: FaceViews, photo, result: FaceOutcome
+    ) -> None:
         opts = self.options.render
         stem = PurePosixPath(task.stem)
         if self.options.include_original:
             if opts.align != "none":
                 rel = original_output(stem, work.face, opts.extension)
-                write_image_atomic(
-                    self.out / rel, aligned_photo(photo, work.fit, renderer, opts.size), opts.jpeg_quality
-                )
+                write_image_atomic(self.out / rel, aligned_photo(photo, views, opts.size), opts.jpeg_quality)
                 result.outputs.append(rel)
             elif work.face == 0:  # the photo itself, byte for byte, once per input
                 rel = original_output(stem, 0, Path(task.path).suffix.lower())
