@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +31,18 @@ def fitter():
     return create_fitter()
 
 
-def require_shared(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"needs the project's shared data at {path}")
-    return path
+@pytest.fixture(scope="session")
+def astro_face(fitter, astronaut):
+    """The astronaut's fitted face (fit and incomplete UV map), from the real fitter."""
+    return fitter(astronaut)[0]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+@pytest.fixture(scope="session")
+def psnr():
+    """PSNR in dB of two 8-bit images (any shape): ``psnr(a, b)``."""
+    return _psnr

@@ -35,11 +35,6 @@ def hide(rgba: np.ndarray, columns: slice) -> np.ndarray:
     return out
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255**2 / mse))
-
-
 def check_completed(completed: np.ndarray, rgba: np.ndarray) -> None:
     """The output rules every completer follows."""
     assert completed.shape == rgba.shape and completed.dtype == np.uint8
@@ -105,7 +100,7 @@ def test_the_mirror_reproduces_a_symmetric_face_exactly(symmetric_face: np.ndarr
     assert change < 2.0, change
 
 
-def test_the_mirror_beats_a_smooth_fill_on_a_real_face(hopper: np.ndarray, fitter):
+def test_the_mirror_beats_a_smooth_fill_on_a_real_face(hopper: np.ndarray, fitter, psnr):
     """Grace Hopper's evenly lit frontal face with its right half hidden: mirrored texels vs the truth.
 
     Real faces are not symmetric (features, hair, light), so the score is far from the symmetric face's
@@ -121,7 +116,7 @@ def test_the_mirror_beats_a_smooth_fill_on_a_real_face(hopper: np.ndarray, fitte
     assert mirrored > smooth + 2.0, (mirrored, smooth)
 
 
-def test_exposure_matching_on_a_side_lit_face(uv_map: np.ndarray):
+def test_exposure_matching_on_a_side_lit_face(uv_map: np.ndarray, psnr):
     """The astronaut is lit from her right (the map's left half is 30% brighter). With the far 40% of the face
     hidden, a plain copy pastes the bright cheek onto the dark side (measured 14.6 dB); scaling copies by
     the gain measured where both sides are seen brings it to 16.7 dB."""

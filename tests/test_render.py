@@ -12,16 +12,6 @@ from uvaug.render.renderer import STRETCH_SOFT, Camera, HeadRenderer
 from uvaug.render.scene import TO_GL, build_head_scene, target_rotation
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
-
-
-@pytest.fixture(scope="module")
-def astro_face(fitter, astronaut):
-    return fitter(astronaut)[0]
-
-
 def render(face, photo, yaw, pitch, background="photo", relative=False, camera=None):
     head = build_head_scene(face.fit)
     rotation = target_rotation(face.fit, yaw, pitch, relative)
@@ -30,7 +20,7 @@ def render(face, photo, yaw, pitch, background="photo", relative=False, camera=N
     return renderer.render(rotation, cam, background), head, rotation
 
 
-def test_render_at_the_fitted_pose_reproduces_the_photo(astro_face, astronaut):
+def test_render_at_the_fitted_pose_reproduces_the_photo(astro_face, astronaut, psnr):
     """PSNR >= 25 dB over the photo pixels that the UV map's seen texels come from."""
     image, _, _ = render(astro_face, astronaut, 0, 0, relative=True)
     seen, points = visibility(astro_face.fit.vertices, astronaut.shape[:2], uv_layout(256))
@@ -44,7 +34,7 @@ def test_render_at_the_fitted_pose_reproduces_the_photo(astro_face, astronaut):
     assert psnr(image, astronaut) >= 25
 
 
-def test_mirrored_fit_at_minus_yaw_is_the_mirror_of_plus_yaw(fitter, astronaut, astro_face):
+def test_mirrored_fit_at_minus_yaw_is_the_mirror_of_plus_yaw(fitter, astronaut, astro_face, psnr):
     mirrored_photo = np.ascontiguousarray(astronaut[:, ::-1])
     mirrored_face = fitter(mirrored_photo)[0]
     plus, _, _ = render(astro_face, astronaut, 30, 0)
@@ -150,7 +140,7 @@ def test_no_gap_opens_between_the_face_and_its_photo(astro_face, astronaut, yaw,
     assert (np.abs(image.astype(int) - 128) > 40).sum() == 0
 
 
-def test_photos_of_any_width_render_unskewed(fitter, astronaut):
+def test_photos_of_any_width_render_unskewed(fitter, astronaut, psnr):
     """A photo whose RGB rows are not a multiple of 4 bytes long (GL's default unpack alignment) renders at
     its own pose as itself, not sheared."""
     photo = np.ascontiguousarray(astronaut[:403, 50:351])  # 301 x 3 bytes per row

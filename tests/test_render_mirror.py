@@ -17,16 +17,6 @@ from uvaug.render.grid import View
 from uvaug.render.run import MIRROR_BEYOND, MIRROR_MIN_SAVING, FaceViews, RenderOptions, renders_mirrored
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
-
-
-@pytest.fixture(scope="module")
-def astro_face(fitter, astronaut):
-    return fitter(astronaut)[0]
-
-
 @pytest.fixture(scope="module")
 def turned(fitter, astronaut, astro_face):
     """(photo, fitted face) of the astronaut turned to yaw +30."""
@@ -89,7 +79,7 @@ def test_views_turning_far_from_the_photo_are_rendered_mirrored(astro_face):
     assert mirrored(45, dataclasses.replace(fit, yaw=-12.0))  # 57 degrees from it, 33 from its mirror
 
 
-def test_a_far_view_of_a_turned_face_is_its_mirror_image_turned_less(fitter, turned):
+def test_a_far_view_of_a_turned_face_is_its_mirror_image_turned_less(fitter, turned, psnr):
     photo, face = turned
     yaw = face.fit.yaw
     views = FaceViews(face.fit, face.uv, photo)
