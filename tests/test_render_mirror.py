@@ -140,9 +140,11 @@ def test_render_and_pipeline_manifests_say_which_views_are_mirror_images(turned_
         assert result.exit_code == 0, result.output
         (record,) = read_manifest(out / MANIFEST_NAME)
         assert record["mirrored"] is expected_mirrored
+        assert f"from the mirrored photo │ {int(expected_mirrored)}" in " ".join(result.output.split())
 
     options = PipelineOptions(render=RenderOptions(views=views), method="symmetric")
-    run_pipeline(root / "photos", root / "aug", options, workers=1)
+    report = run_pipeline(root / "photos", root / "aug", options, workers=1)
+    assert report.mirrored == 1 and report.to_json()["views_mirrored"] == 1
     (rec,) = read_manifest(root / "aug" / MANIFEST_NAME)
     assert rec["status"] == "ok" and rec["outputs"] == ["turned_y-30_p+00.jpg", "turned_y+30_p+00.jpg"]
     assert rec["mirrored"] == ["turned_y-30_p+00.jpg"]

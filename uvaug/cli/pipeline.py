@@ -209,6 +209,7 @@ def pipeline_command(
         **{f"    {reason}": n for reason, n in sorted(report.reasons.items())},
         "faces": report.faces,
         "views written": report.views,
+        "  from the mirrored photo": report.mirrored,
         "time": f"{report.seconds:.1f} s",
         "rate": f"{report.rate:.2f} img/s, {report.views / max(report.seconds, 1e-9):.1f} views/s "
         f"({report.workers} workers{', Ray' if executor is Executor.ray else ''})",

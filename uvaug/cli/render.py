@@ -146,7 +146,7 @@ def render_command(
         fail(f"no fitted faces in {fits} (every image was no_face or error)")
     workers = workers or available_cores()
 
-    rendered = {"ok": 0, "views": 0}
+    rendered = {"ok": 0, "views": 0, "mirrored": 0}
 
     with progress_bar(unit="face") as progress:
         task = progress.add_task("render", total=len(plan.jobs))
@@ -156,6 +156,7 @@ def render_command(
         def on_result(records: list) -> None:
             rendered["views"] += len(records)
             rendered["ok"] += sum(r["status"] == "ok" for r in records)
+            rendered["mirrored"] += sum(bool(r.get("mirrored")) for r in records)
             progress.advance(task)
 
         report = render_fits(plan, out, options, workers=workers, on_result=on_result)
@@ -166,6 +167,7 @@ def render_command(
         "rendered faces": report.processed,
         **{f"  {status}": n for status, n in sorted(report.statuses.items())},
         "views rendered": f"{rendered['ok']} of {rendered['views']}",
+        "  from the mirrored photo": rendered["mirrored"],
         "time": f"{report.seconds:.1f} s",
         "rate": f"{rendered['ok'] / max(report.seconds, 1e-9):.1f} views/s ({workers} workers)",
         "manifest": out / "manifest.jsonl",

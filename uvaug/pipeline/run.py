@@ -59,6 +59,7 @@ class PipelineReport:
     reasons: Counter = field(default_factory=Counter)  # this run: reason -> inputs (not ok)
     faces: int = 0
     views: int = 0
+    mirrored: int = 0  # views rendered from the mirrored photo
     stage_seconds: Counter = field(default_factory=Counter)  # busy seconds summed over workers
     stage_items: Counter = field(default_factory=Counter)
     seconds: float = 0.0
@@ -80,6 +81,7 @@ class PipelineReport:
             self.reasons[record["reason"]] += 1
         self.faces += int(record["faces"] or 0)
         self.views += int(record["views"] or 0)
+        self.mirrored += len(record.get("mirrored") or ())
 
     def to_json(self) -> dict[str, object]:
         stages = {
@@ -101,6 +103,7 @@ class PipelineReport:
             "reasons": dict(self.reasons),
             "faces": self.faces,
             "views": self.views,
+            "views_mirrored": self.mirrored,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.rate, 3),
             "views_per_second": round(self.views / self.seconds, 3) if self.seconds else 0.0,
