@@ -220,3 +220,26 @@ def test_a_turned_head_never_streaks_a_large_photos_border(fitter, astronaut):
         assert not np.array_equal(column, noise[:, -2 if yaw > 0 else 1])
         roughness = np.abs(np.diff(column, axis=0)).mean()
         assert roughness < 30, (yaw, roughness)  # uniform noise: ~85
+
+
+def test_a_script_that_renders_exits_quietly():
+    """The GL context is released before the interpreter tears down; left to it, PyOpenGL printed its
+    internals ("dict_keys([...])", "Unable to import ... Python is likely shutting down") after every script
+    that rendered."""
+    import subprocess
+    import sys
+
+    script = (
+        "import skimage.data\n"
+        "from uvaug.fit.fitter import create_fitter\n"
+        "from uvaug.render.grid import View\n"
+        "from uvaug.render.run import FaceViews, RenderOptions\n"
+        "photo = skimage.data.astronaut()\n"
+        "face = create_fitter()(photo)[0]\n"
+        "image, _ = FaceViews(face.fit, face.uv, photo).render(View(30, 0), RenderOptions(views=()))\n"
+        "print(image.shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "(512, 512, 3)\n"
+    assert "shutting down" not in done.stderr and "dict_keys" not in done.stderr, done.stderr

@@ -8,6 +8,7 @@ ArcFace template, in which case the aligned crop is rendered directly at its fin
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass
 from typing import Literal
 
@@ -358,4 +359,14 @@ def gl_context() -> _GLContext:
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = _GLContext()
+        atexit.register(release_gl_context)
     return _CONTEXT
+
+
+def release_gl_context() -> None:
+    """Free the process's GL context. Run at exit: left to the interpreter's teardown, PyOpenGL fails to
+    release it and prints its internals on the way out."""
+    global _CONTEXT
+    if _CONTEXT is not None:
+        context, _CONTEXT = _CONTEXT, None
+        context.renderer.delete()
