@@ -132,15 +132,23 @@ def test_render_and_pipeline_manifests_say_which_views_are_mirror_images(turned_
     from typer.testing import CliRunner
 
     from uvaug.cli.app import app
+    from uvaug.render.run import MIRROR_MARK, read_photo, read_rgb
+    from uvaug.render.sheet import contact_sheet
 
     for flag, expected_mirrored in (("--mirror", True), ("--no-mirror", False)):
         out = root / f"cli{flag}"
-        args = ["render", str(fits), "-o", str(out), "--yaw", "-30", flag, "-w", "1"]
+        sheet = out / "sheet.png"
+        args = ["render", str(fits), "-o", str(out), "--yaw", "-30", flag, "-w", "1", "--sheet", str(sheet)]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         (record,) = read_manifest(out / MANIFEST_NAME)
         assert record["mirrored"] is expected_mirrored
         assert f"from the mirrored photo │ {int(expected_mirrored)}" in " ".join(result.output.split())
+        # its contact sheet marks the view when it is a mirror image
+        cells = [read_photo(root / "photos" / "turned.png"), read_rgb(out / str(record["output"]))]
+        marks = {(0, 1): MIRROR_MARK} if expected_mirrored else {}
+        expected_sheet = contact_sheet([("turned.png", cells)], ["input", "y-30 p+00"], marks=marks)
+        np.testing.assert_array_equal(read_rgb(sheet), expected_sheet)
 
     options = PipelineOptions(render=RenderOptions(views=views), method="symmetric")
     report = run_pipeline(root / "photos", root / "aug", options, workers=1)
@@ -148,6 +156,14 @@ def test_render_and_pipeline_manifests_say_which_views_are_mirror_images(turned_
     (rec,) = read_manifest(root / "aug" / MANIFEST_NAME)
     assert rec["status"] == "ok" and rec["outputs"] == ["turned_y-30_p+00.jpg", "turned_y+30_p+00.jpg"]
     assert rec["mirrored"] == ["turned_y-30_p+00.jpg"]
+    # the contact sheet marks the mirror image: exactly the sheet of the same images with that one mark
+    views_written = [read_rgb(root / "aug" / rel) for rel in rec["outputs"]]
+    cells = [read_photo(root / "photos" / "turned.png"), *views_written]
+    columns = ["input", "y-30 p+00", "y+30 p+00"]
+    written = read_rgb(root / "aug" / "sheet.png")
+    marked = contact_sheet([(rec["input"], cells)], columns, marks={(0, 1): MIRROR_MARK})
+    np.testing.assert_array_equal(written, marked)
+    assert (marked != contact_sheet([(rec["input"], cells)], columns)).any()
 
 
 def test_the_help_states_the_rule_the_library_applies():

@@ -54,6 +54,17 @@ def test_each_cell_shows_its_image():
             np.testing.assert_array_equal(centre(cell_of(sheet, r, c, 80)), image[0, 0])
 
 
+def test_a_marked_cell_shows_its_mark_in_the_lower_left_corner():
+    grey = solid((128, 128, 128))
+    sheet = contact_sheet([("r0", [grey, grey])], ["a", "b"], cell=120, marks={(0, 1): "mirror"})
+    plain, marked = cell_of(sheet, 0, 0, 120), cell_of(sheet, 0, 1, 120)
+    assert (plain == 128).all()
+    corner = marked[-14:, :40]
+    assert (corner < 128).mean() > 0.5 and (corner > 200).any()  # white text on a dark box
+    np.testing.assert_array_equal(marked[:-25], plain[:-25])  # the rest of the image is untouched
+    assert (marked[:, 70:] == 128).all()
+
+
 def test_image_is_fitted_keeping_aspect_on_grey():
     tall = solid(RED, h=200, w=50)  # 4:1, so it fills the height and a quarter of the width
     region = cell_of(contact_sheet([("tall", [tall])], ["v"], cell=100), 0, 0, 100)

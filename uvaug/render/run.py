@@ -300,6 +300,8 @@ def render_fits(
 
 #: Label of the contact sheet's first column, the input photo each row's views were made from.
 INPUT_COLUMN = "input"
+#: A contact sheet's mark on views rendered from the mirrored photo.
+MIRROR_MARK = "mirror"
 
 
 def fit_photos(fits_dir: Path, images_dir: Path | None = None) -> dict[str, str]:
@@ -337,24 +339,27 @@ def write_sheet(
     (:func:`fit_photos`), the input photo comes first in each row, to compare the views with."""
     from uvaug.render.sheet import write_contact_sheet
 
-    by_face: dict[tuple[str, int], dict[str, str]] = {}
+    by_face: dict[tuple[str, int], dict[str, Record]] = {}
     for rec in read_manifest(out / MANIFEST_NAME):
         if rec.get("status") == STATUS_OK and rec.get("output"):
-            by_face.setdefault((str(rec["input"]), int(rec["face"])), {})[str(rec["view"])] = str(
-                rec["output"]
-            )
+            by_face.setdefault((str(rec["input"]), int(rec["face"])), {})[str(rec["view"])] = rec
     rows = []
+    marks: dict[tuple[int, int], str] = {}
+    first = 1 if photos is not None else 0  # the column of the first view
     inputs: dict[str, np.ndarray | None] = {}  # a photo with several faces is decoded once
-    for (name, face), outputs in sorted(by_face.items())[:max_faces]:
+    for (name, face), records in sorted(by_face.items())[:max_faces]:
         if photos is not None and name not in inputs:
             inputs[name] = read_photo(photos.get(name))
         cells = [inputs[name]] if photos is not None else []
-        for view in views:
-            rel = outputs.get(view.tag.lstrip("_"))
-            cells.append(read_rgb(out / rel) if rel else None)
+        for column, view in enumerate(views, start=first):
+            rec = records.get(view.tag.lstrip("_"))
+            cells.append(read_rgb(out / str(rec["output"])) if rec else None)
+            if rec and rec.get("mirrored"):
+                marks[len(rows), column] = MIRROR_MARK
         rows.append((name if face == 0 else f"{name} #{face}", cells))
     labels = [view.label for view in views]
-    write_contact_sheet(sheet_path, rows, [INPUT_COLUMN, *labels] if photos is not None else labels)
+    columns = [INPUT_COLUMN, *labels] if photos is not None else labels
+    write_contact_sheet(sheet_path, rows, columns, marks=marks)
 
 
 def read_rgb(path: Path) -> np.ndarray | None:

@@ -4,13 +4,14 @@ A sheet is how a user checks a render run at a glance: wrong pose signs, failed 
 show up side by side. Layout: a white margin with the row labels on the left (:data:`ROW_LABEL_WIDTH`) and
 the column labels on top (:data:`HEADER_HEIGHT`), then a ``cell`` x ``cell`` square per face and view. Each
 image is scaled to fit its cell (aspect kept) on a neutral grey; a ``None`` (missing or failed render) is a
-light grey box with a cross; transparent parts of RGBA images show a checkerboard.
+light grey box with a cross; transparent parts of RGBA images show a checkerboard. A cell may carry a short
+mark in its lower left corner (white on dark), such as ``mirror`` on views rendered from the mirrored photo.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -69,13 +70,15 @@ def contact_sheet(
     rows: Sequence[tuple[str, Sequence[np.ndarray | None]]],
     column_labels: Sequence[str],
     cell: int = 160,
+    marks: Mapping[tuple[int, int], str] | None = None,
 ) -> np.ndarray:
     """RGB ``uint8`` grid of ``rows`` (label, one image or ``None`` per column) under ``column_labels``.
 
     The result is ``HEADER_HEIGHT + len(rows) * cell`` by ``ROW_LABEL_WIDTH + len(column_labels) * cell``.
     Images may be gray, RGB or RGBA ``uint8`` of any size. Labels are ASCII (others show as ``?``), wrapped
     and, if still too long, shortened in the middle (``celebrity_na..001_01.jpg``), keeping the file name's
-    end. Raises :class:`ValueError` for an empty grid, a row of the wrong length or an unusable image, and
+    end. ``marks`` maps (row, column) to a short text drawn in that cell's lower left corner. Raises
+    :class:`ValueError` for an empty grid, a row of the wrong length or an unusable image, and
     :class:`SheetTooLargeError` when a side would exceed :data:`MAX_SHEET_SIDE`.
     """
     if cell < MIN_CELL:
@@ -108,6 +111,9 @@ def contact_sheet(
                 target[:] = _missing_cell(inner) if image is None else _fit_cell(image, inner)
             except ValueError as exc:
                 raise ValueError(f"row {label!r}, column {column_labels[c]!r}: {exc}") from None
+            mark = (marks or {}).get((r, c))
+            if mark:
+                _draw_mark(target, mark)
     return sheet
 
 
@@ -117,11 +123,29 @@ def write_contact_sheet(
     column_labels: Sequence[str],
     cell: int = 160,
     jpeg_quality: int = 90,
+    marks: Mapping[tuple[int, int], str] | None = None,
 ) -> Path:
     """Build a :func:`contact_sheet` and write it atomically (format by suffix); return the path."""
     target = Path(path)
-    write_image_atomic(target, contact_sheet(rows, column_labels, cell=cell), jpeg_quality=jpeg_quality)
+    sheet = contact_sheet(rows, column_labels, cell=cell, marks=marks)
+    write_image_atomic(target, sheet, jpeg_quality=jpeg_quality)
     return target
+
+
+#: A cell mark: white text on a box this dark, blended over the image at this opacity.
+MARK_BOX, MARK_OPACITY = 30, 0.7
+
+
+def _draw_mark(cell: np.ndarray, text: str) -> None:
+    """``text`` in the lower left corner of a cell (in place), readable on any image."""
+    ascii_text = text.encode("ascii", "replace").decode("ascii")
+    (width, cap), base = cv2.getTextSize(ascii_text, _FONT, _FONT_SCALE, _THICKNESS)
+    pad = 3
+    height = cap + base + 2 * pad
+    box = cell[cell.shape[0] - height :, : min(width + 2 * pad, cell.shape[1])]
+    box[:] = np.rint(box * (1.0 - MARK_OPACITY) + MARK_BOX * MARK_OPACITY).astype(np.uint8)
+    origin = (pad, cell.shape[0] - pad - base)
+    cv2.putText(cell, ascii_text, origin, _FONT, _FONT_SCALE, (255, 255, 255), _THICKNESS, cv2.LINE_AA)
 
 
 def _fit_cell(image: np.ndarray, size: int) -> np.ndarray:
