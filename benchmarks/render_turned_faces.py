@@ -15,18 +15,17 @@ asked and measured yaw, by asked abs(yaw). The first ``--limit`` such faces (def
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
-from fit_pose_aflw import nearest_centre
+from fit_pose_aflw import nearest_centre, read_annotations
 
 from uvaug.complete.run import create_completer
 from uvaug.fit.fitter import create_fitter
 from uvaug.io import load_image
 from uvaug.render.grid import View
-from uvaug.render.run import MIRROR_BEYOND, FaceViews, RenderOptions
+from uvaug.render.run import MIRROR_BEYOND, MIRROR_MIN_SAVING, FaceViews, RenderOptions
 
 TARGETS = (30.0, 45.0, 60.0)
 
@@ -40,12 +39,9 @@ def main() -> None:
     if not (args.data / "annotations.csv").is_file():
         ap.error(f"no annotations.csv in {args.data}")
 
-    with open(args.data / "annotations.csv") as fh:
-        rows = [
-            r
-            for r in csv.DictReader(fh)
-            if 20 <= abs(float(r["yaw_deg"])) <= 50 and abs(float(r["pitch_deg"])) < 20
-        ]
+    annotations, angles = read_annotations(args.data)  # pitch, yaw, roll
+    turned = (np.abs(angles[:, 1]) >= 20) & (np.abs(angles[:, 1]) <= 50) & (np.abs(angles[:, 0]) < 20)
+    rows = [row for row, keep in zip(annotations, turned, strict=True) if keep]
     fitter, completer = create_fitter(), create_completer("model")
     modes = {"turned": RenderOptions(views=(), mirror_beyond=None), "mirror": RenderOptions(views=())}
     # (mode, asked abs(yaw)) -> measured yaw errors, None where no face was found again
@@ -74,8 +70,10 @@ def main() -> None:
             break
     seconds = time.perf_counter() - start
     print(f"AFLW2000-3D dev: {faces} turned faces (annotated abs(yaw) 20-50), {seconds:.0f} s")
-    print(f"mirror: views turning over {MIRROR_BEYOND:g} degrees of yaw use the mirrored photo when it keeps")
-    print("the turn within that; turned: every view turns the photo itself\n")
+    print(
+        f"mirror: views turning over {MIRROR_BEYOND:g} degrees of yaw use the mirrored photo when it saves "
+        f"at least {MIRROR_MIN_SAVING:g}; turned: every view turns the photo itself\n"
+    )
     print(f"{'asked':>6} {'mode':>7} {'views':>6} {'mirrored':>9} {'redetect':>9} {'yaw MAE':>8}")
     for target in TARGETS:
         for mode in modes:
