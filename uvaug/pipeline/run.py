@@ -133,9 +133,7 @@ def input_record(result: InputResult) -> Record:
     """The manifest line of one finished input."""
     fit = result.fit
     record: Record = dict.fromkeys(PIPELINE_MANIFEST_FIELDS)
-    record.update(
-        input=fit.task.rel, faces=len(fit.faces), views=0, outputs=[], mirrored=[], message="", reason=""
-    )
+    record.update(input=fit.task.rel, faces=len(fit.faces), message="", reason="")
     record["pose"] = [[round(w.fit.yaw, 2), round(w.fit.pitch, 2), round(w.fit.roll, 2)] for w in fit.faces]
     faces = sorted(result.faces, key=lambda f: f.face)
     outputs = [rel for face in faces for rel in face.outputs]
@@ -277,31 +275,25 @@ def _photo_locator(source: Path) -> Callable[[str], Path | None]:
 def write_pipeline_sheet(out: Path, options: PipelineOptions, source: Path | None = None) -> str | None:
     """``sheet.png``: the first finished inputs (manifest order) by the requested views; None if none. With
     the run's ``source`` (a folder or one photo), each row starts with the input photo."""
-    from uvaug.render.run import INPUT_COLUMN, MIRROR_MARK, read_photo, read_rgb
-    from uvaug.render.sheet import write_contact_sheet
+    from uvaug.render.run import read_photo, write_views_sheet
 
     views = options.render.views
     ext = options.render.extension
     photo_of = _photo_locator(source) if source is not None else None
     rows = []
-    marks: dict[tuple[int, int], str] = {}
-    first = 1 if photo_of is not None else 0  # the column of the first view
     for rec in iter_manifest(out / MANIFEST_NAME):
         if rec.get("status") != STATUS_OK or not rec.get("outputs"):
             continue
-        cells = [read_photo(photo_of(str(rec["input"])))] if photo_of is not None else []
+        photo = read_photo(photo_of(str(rec["input"]))) if photo_of is not None else None
         mirrored = set(rec.get("mirrored") or ())
-        for column, view in enumerate(views, start=first):
+        files = []
+        for view in views:
             rel = next((o for o in rec["outputs"] if o.endswith(f"{view.tag}{ext}")), None)
-            cells.append(read_rgb(out / rel) if rel else None)
-            if rel in mirrored:
-                marks[len(rows), column] = MIRROR_MARK
-        rows.append((str(rec["input"]), cells))
+            files.append((out / rel if rel else None, rel in mirrored))
+        rows.append((str(rec["input"]), photo, files))
         if len(rows) == SHEET_ROWS:
             break
     if not rows:
         return None
-    labels = [view.label for view in views]
-    columns = [INPUT_COLUMN, *labels] if photo_of is not None else labels
-    write_contact_sheet(out / SHEET_NAME, rows, columns, marks=marks)
+    write_views_sheet(out / SHEET_NAME, views, rows, with_photos=photo_of is not None)
     return SHEET_NAME

@@ -23,7 +23,7 @@ from uvaug.io import (
 from uvaug.render.align import ARCFACE_SIZE, arcface_matrix, five_points
 from uvaug.render.grid import View, view_output_name
 from uvaug.render.renderer import Background, Camera, HeadRenderer, gl_context
-from uvaug.render.scene import TO_GL, build_head_scene, target_rotation
+from uvaug.render.scene import TO_GL, build_head_scene, target_rotation, view_angles
 from uvaug.runner import RunReport, prepare_output, record_results, run_jobs
 
 Record = dict[str, object]
@@ -165,16 +165,11 @@ def _load_photo(path: str) -> np.ndarray:
         raise ImageLoadError(f"cannot read photo {path}: {exc}") from None
 
 
-def view_angles(fit: FaceFit, view: View, relative: bool) -> tuple[float, float]:
-    """The absolute (yaw, pitch) a view asks for."""
-    return (fit.yaw + view.yaw, fit.pitch + view.pitch) if relative else (view.yaw, view.pitch)
-
-
 def renders_mirrored(fit: FaceFit, view: View, options: RenderOptions) -> bool:
     """Whether a view is rendered from the mirrored photo (see :data:`MIRROR_BEYOND`)."""
     if options.mirror_beyond is None:
         return False
-    yaw, _ = view_angles(fit, view, options.relative)
+    yaw, _ = view_angles(fit, view.yaw, view.pitch, options.relative)
     turn, mirrored_turn = abs(yaw - fit.yaw), abs(yaw + fit.yaw)
     return turn > options.mirror_beyond and turn - mirrored_turn >= MIRROR_MIN_SAVING
 
@@ -203,12 +198,9 @@ class FaceViews:
         """One view (the whole photo, or a crop aligned to the ArcFace template) and whether it was rendered
         from the mirrored photo."""
         mirrored = renders_mirrored(self.fit, view, options)
-        if mirrored:
-            fit, renderer = self.mirrored()
-            rotation = target_rotation(fit, *view_angles(self.fit, view, options.relative))
-        else:
-            fit, renderer = self.fit, self.renderer
-            rotation = target_rotation(fit, view.yaw, view.pitch, options.relative)
+        fit, renderer = self.mirrored() if mirrored else (self.fit, self.renderer)
+        # absolute angles, as this photo's fit reads them: the mirrored fit turns to the same pose
+        rotation = target_rotation(fit, *view_angles(self.fit, view.yaw, view.pitch, options.relative))
         face = renderer.head.face_at(rotation)
         if options.align == "arcface":
             points = five_points(face * TO_GL)
@@ -337,29 +329,49 @@ def write_sheet(
 ) -> None:
     """Contact sheet of the first ``max_faces`` rendered faces (sorted by input) by ``views``; with ``photos``
     (:func:`fit_photos`), the input photo comes first in each row, to compare the views with."""
-    from uvaug.render.sheet import write_contact_sheet
-
     by_face: dict[tuple[str, int], dict[str, Record]] = {}
     for rec in read_manifest(out / MANIFEST_NAME):
         if rec.get("status") == STATUS_OK and rec.get("output"):
             by_face.setdefault((str(rec["input"]), int(rec["face"])), {})[str(rec["view"])] = rec
     rows = []
-    marks: dict[tuple[int, int], str] = {}
-    first = 1 if photos is not None else 0  # the column of the first view
     inputs: dict[str, np.ndarray | None] = {}  # a photo with several faces is decoded once
     for (name, face), records in sorted(by_face.items())[:max_faces]:
         if photos is not None and name not in inputs:
             inputs[name] = read_photo(photos.get(name))
-        cells = [inputs[name]] if photos is not None else []
-        for column, view in enumerate(views, start=first):
+        files = []
+        for view in views:
             rec = records.get(view.tag.lstrip("_"))
-            cells.append(read_rgb(out / str(rec["output"])) if rec else None)
-            if rec and rec.get("mirrored"):
-                marks[len(rows), column] = MIRROR_MARK
-        rows.append((name if face == 0 else f"{name} #{face}", cells))
+            files.append((out / str(rec["output"]), bool(rec.get("mirrored"))) if rec else (None, False))
+        rows.append((name if face == 0 else f"{name} #{face}", inputs.get(name), files))
+    write_views_sheet(sheet_path, views, rows, with_photos=photos is not None)
+
+
+#: One contact sheet row of rendered views: its label, its input photo, and per view the image file (None:
+#: missing) and whether it was rendered from the mirrored photo.
+SheetRow = tuple[str, np.ndarray | None, Sequence[tuple[Path | None, bool]]]
+
+
+def write_views_sheet(
+    sheet_path: Path, views: Sequence[View], rows: Sequence[SheetRow], with_photos: bool
+) -> None:
+    """A contact sheet of rendered views (the render stage's and the pipeline's): ``rows`` by ``views``,
+    after an input column of each row's photo when ``with_photos``; mirrored views are marked
+    :data:`MIRROR_MARK`."""
+    from uvaug.render.sheet import write_contact_sheet
+
+    first = 1 if with_photos else 0  # the column of the first view
+    cells_by_row = []
+    marks: dict[tuple[int, int], str] = {}
+    for row, (label, photo, files) in enumerate(rows):
+        cells = [photo] if with_photos else []
+        for column, (path, mirrored) in enumerate(files, start=first):
+            cells.append(read_rgb(path) if path is not None else None)
+            if mirrored:
+                marks[row, column] = MIRROR_MARK
+        cells_by_row.append((label, cells))
     labels = [view.label for view in views]
-    columns = [INPUT_COLUMN, *labels] if photos is not None else labels
-    write_contact_sheet(sheet_path, rows, columns, marks=marks)
+    columns = [INPUT_COLUMN, *labels] if with_photos else labels
+    write_contact_sheet(sheet_path, cells_by_row, columns, marks=marks)
 
 
 def read_rgb(path: Path) -> np.ndarray | None:

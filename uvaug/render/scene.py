@@ -79,11 +79,14 @@ def contour_loop() -> np.ndarray:
         loop.append(nxt)
 
 
+def view_angles(fit: FaceFit, yaw: float, pitch: float, relative: bool = False) -> tuple[float, float]:
+    """The absolute (yaw, pitch) a view asks for: as given, or ``relative`` offsets from the fit."""
+    return (fit.yaw + yaw, fit.pitch + pitch) if relative else (yaw, pitch)
+
+
 def target_rotation(fit: FaceFit, yaw: float, pitch: float, relative: bool = False) -> np.ndarray:
     """The head's rotation in a view: absolute yaw/pitch (the photo's roll kept) or offsets from the fit."""
-    if relative:
-        yaw, pitch = fit.yaw + yaw, fit.pitch + pitch
-    return rotation_from_angles(yaw, pitch, fit.roll)
+    return rotation_from_angles(*view_angles(fit, yaw, pitch, relative), fit.roll)
 
 
 def rigid(rotation: np.ndarray, pivot: np.ndarray) -> np.ndarray:
