@@ -20,7 +20,6 @@ orientation with an accepted detection wins, as in the fitter), against no cap a
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 import skimage.data
 from common import UTKFACE, add_utkface_argument, utkface_names
+from fit_pose_aflw import read_annotations
 
 from uvaug.fit.fitter import MAX_MIRROR_DISAGREEMENT, ORIENTATIONS, FitOptions, MediaPipeFitter
 from uvaug.fit.landmarks import LandmarkResult
@@ -87,12 +87,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def aflw_images(root: Path, limit: int | None) -> Iterator[tuple[np.ndarray, Labeller]]:
-    with open(root / "annotations.csv") as fh:
-        rows = list(csv.DictReader(fh))[: limit or None]
+    rows, angles = read_annotations(root, limit or 0)
     points = np.load(root / "pts3d_68.npy")
-    for row, pts in zip(rows, points[: len(rows)], strict=True):
+    for row, pts, (_, yaw, _) in zip(rows, points[: len(rows)], np.abs(angles), strict=True):
         annotated = np.array([pts[0].min(), pts[1].min(), pts[0].max(), pts[1].max()])
-        yaw = abs(float(row["yaw_deg"]))
 
         def label(r: Reading, annotated=annotated, yaw=yaw) -> str:
             return "face" if iou(r.box, annotated) > 0.3 and abs(abs(r.yaw) - yaw) < 25 else "other"
