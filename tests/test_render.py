@@ -34,6 +34,30 @@ def test_render_at_the_fitted_pose_reproduces_the_photo(astro_face, astronaut, p
     assert psnr(image, astronaut) >= 25
 
 
+def _seen_pixels(face, photo) -> np.ndarray:
+    """The photo pixels that the UV map's seen texels come from, less a 2-pixel rim (edges of the face)."""
+    seen, points = visibility(face.fit.vertices, photo.shape[:2], uv_layout(256))
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    xy = np.round(points[seen, :2]).astype(int)
+    mask[xy[:, 1], xy[:, 0]] = 1
+    return cv2.erode(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3))), np.ones((5, 5))) > 0
+
+
+def test_the_face_lands_on_its_own_pixels(astro_face, astronaut, psnr):
+    """Sub-pixel registration: pixel centres sit on integer photo coordinates in the fit, the UV map and
+    the renderer alike, so the face at its own pose matches the photo best unshifted, not half a pixel off
+    (a camera spanning 0..width instead of -0.5..width-0.5 drew it half a pixel up and left)."""
+    image, _, _ = render(astro_face, astronaut, 0, 0, relative=True)
+    mask = _seen_pixels(astro_face, astronaut)
+    scores = {}
+    for shift in ((0.0, 0.0), (-0.5, -0.5), (0.5, 0.5), (-0.5, 0.0), (0.0, -0.5)):
+        moved = cv2.warpAffine(
+            astronaut.astype(np.float32), np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), (512, 512)
+        )
+        scores[shift] = psnr(image[mask], np.clip(moved[mask], 0, 255).round())
+    assert max(scores, key=scores.get) == (0.0, 0.0), scores
+
+
 def test_mirrored_fit_at_minus_yaw_is_the_mirror_of_plus_yaw(fitter, astronaut, astro_face, psnr):
     mirrored_photo = np.ascontiguousarray(astronaut[:, ::-1])
     mirrored_face = fitter(mirrored_photo)[0]
@@ -107,6 +131,23 @@ def test_aligned_crop_puts_the_five_points_on_the_arcface_template(astro_face, a
     assert crop.shape == (112, 112, 3)
     # The crop's centre is face (skin), not background: brighter than the dark helmet/suit parts and varied.
     assert crop[40:80, 35:77].mean() > 80 and crop.std() > 20
+
+
+def test_an_aligned_crop_at_the_fitted_pose_is_the_photo_warped_to_the_template(astro_face, astronaut, psnr):
+    """The crop window follows OpenCV's convention for the similarity (pixel centres on integers on both
+    sides), so it matches ``cv2.warpAffine`` of the photo with the same matrix, unshifted."""
+    head = build_head_scene(astro_face.fit)
+    rotation = target_rotation(astro_face.fit, 0, 0, relative=True)
+    matrix = arcface_matrix(five_points(head.face_at(rotation) * TO_GL), 224)
+    crop = HeadRenderer(head, astro_face.uv, astronaut).render(
+        rotation, Camera.from_similarity(matrix, 224, 224)
+    )
+    inner = (slice(40, 184), slice(40, 184))  # the face's middle
+    scores = {}
+    for shift in ((0.0, 0.0), (-0.5, -0.5), (0.5, 0.5)):
+        moved = matrix + np.array([[0, 0, shift[0]], [0, 0, shift[1]]])
+        scores[shift] = psnr(crop[inner], cv2.warpAffine(astronaut, moved, (224, 224))[inner])
+    assert max(scores, key=scores.get) == (0.0, 0.0), scores
 
 
 def test_background_none_is_rgba_with_transparent_surroundings(astro_face, astronaut):

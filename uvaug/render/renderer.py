@@ -39,7 +39,9 @@ class Camera:
 
     @classmethod
     def whole_photo(cls, height: int, width: int) -> Camera:
-        return cls((width / 2, height / 2), 0.0, width / 2, height / 2, width, height)
+        # Photo coordinates put pixel centres on integers (as OpenCV and the fit do), so the photo spans
+        # -0.5 .. width - 0.5 and its centre is (width - 1) / 2.
+        return cls(((width - 1) / 2, (height - 1) / 2), 0.0, width / 2, height / 2, width, height)
 
     @classmethod
     def from_similarity(cls, matrix: np.ndarray, width: int, height: int) -> Camera:
@@ -48,7 +50,7 @@ class Camera:
         scale = float(np.hypot(a, b))
         angle = float(np.arctan2(b, a))
         inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))
-        center = inverse @ [width / 2, height / 2, 1]
+        center = inverse @ [(width - 1) / 2, (height - 1) / 2, 1]  # pixel centres on integers, both sides
         return cls(
             (float(center[0]), float(center[1])), angle, width / 2 / scale, height / 2 / scale, width, height
         )

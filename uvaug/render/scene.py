@@ -242,7 +242,8 @@ def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
     cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
     tri[cross < 0] = tri[cross < 0][:, ::-1]
 
-    anchor_uv = np.column_stack([anchors[:, 0] / width, 1.0 + anchors[:, 1] / height])
+    # texture coordinates of the photo: its pixel (column c, row r) is centred on the photo point (c, r)
+    anchor_uv = np.column_stack([(anchors[:, 0] + 0.5) / width, 1.0 + (anchors[:, 1] - 0.5) / height])
     return HeadScene(
         face_vertices=fitted,
         face_wrap=wrap,
