@@ -90,14 +90,15 @@ def test_a_far_view_of_a_turned_face_is_its_mirror_image_turned_less(fitter, tur
     assert not near_mirrored
     assert psnr(far, near[:, ::-1]) > 33.0  # measured 38.2
     # Turned through the whole 57 degrees instead, the far side shows what the photo never did (here the
-    # incomplete map's holes) and the background stretches across what the head uncovers: it reads far less
-    # turned than asked (measured: mirrored -28.8, turned -18.1).
+    # incomplete map's holes) and the background stretches across what the head uncovers: it is no longer
+    # found as a face, or reads far less turned than asked (measured: mirrored -30.4; turned, not found; with
+    # the renderer of an earlier version, -18.1).
     direct, was_mirrored = views.render(View(-30.0, 0.0), RenderOptions(views=(), mirror_beyond=None))
     assert not was_mirrored
     read = fitter(np.ascontiguousarray(far))[0].fit.yaw
-    read_direct = fitter(np.ascontiguousarray(direct))[0].fit.yaw
     assert read == pytest.approx(-30.0, abs=4), yaw
-    assert abs(read_direct + 30.0) > abs(read + 30.0) + 4.0
+    direct_faces = fitter(np.ascontiguousarray(direct))
+    assert not direct_faces or abs(direct_faces[0].fit.yaw + 30.0) > abs(read + 30.0) + 4.0
 
 
 @pytest.fixture(scope="module")

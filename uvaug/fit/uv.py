@@ -105,6 +105,16 @@ def texel_points(vertices: np.ndarray, layout: UVLayout) -> np.ndarray:
     return layout.weights @ np.asarray(vertices, np.float64)
 
 
+def _facing(texel_normals: np.ndarray) -> np.ndarray:
+    """Cosine between interpolated normals and the direction to the camera (-z in photo coordinates)."""
+    return -texel_normals[:, 2] / np.maximum(np.sqrt((texel_normals**2).sum(1)), 1e-12)
+
+
+def texel_facing(vertices: np.ndarray, layout: UVLayout) -> np.ndarray:
+    """(N,) how squarely each covered texel of ``layout`` faces the camera (1 head-on, 0 edge-on)."""
+    return _facing(layout.weights @ vertex_normals(np.asarray(vertices, np.float64), layout))
+
+
 def visibility(
     vertices: np.ndarray,
     image_size: tuple[int, int],
@@ -116,8 +126,7 @@ def visibility(
     height, width = image_size
     normals = vertex_normals(vertices, layout)
     interpolated = layout.weights @ np.hstack([vertices, normals])  # one pass for points and normals
-    points, texel_normals = interpolated[:, :3], interpolated[:, 3:]
-    facing = -texel_normals[:, 2] / np.maximum(np.sqrt((texel_normals**2).sum(1)), 1e-12)
+    points, facing = interpolated[:, :3], _facing(interpolated[:, 3:])
 
     lo, hi = vertices[:, :2].min(0), vertices[:, :2].max(0)
     extent = float(max(hi - lo)) or 1.0

@@ -200,11 +200,8 @@ class PipelineWorker:
             self._gl = True
         stem = PurePosixPath(task.stem)
         try:
-            need_photo = opts.background == "photo" or (
-                self.options.include_original and opts.align != "none"
-            )
-            photo = load_image(task.path) if need_photo else None
-            views = FaceViews(work.fit, work.uv, photo if opts.background == "photo" else None)
+            photo = load_image(task.path)  # the background, the face's outline, the original's crop
+            views = FaceViews(work.fit, work.uv, photo)
         except Exception as exc:  # the photo changed since it was fitted, or the scene cannot be built
             result.errors.append(describe_error(exc))
             result.reason = REASON_RENDER

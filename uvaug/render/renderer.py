@@ -17,6 +17,7 @@ import numpy as np
 
 from uvaug.gl import INSTALL_HINT, select_platform
 from uvaug.render.scene import DEFOCUS_RINGS, HeadScene
+from uvaug.render.texture import Outline, outline_alpha
 
 Background = Literal["photo", "black", "none"]
 
@@ -68,16 +69,27 @@ class HeadRenderer:
     """Renders one :class:`HeadScene` at any rotation; build one per face, reuse it for all its views."""
 
     def __init__(
-        self, head: HeadScene, face_texture: np.ndarray, photo: np.ndarray | None, defocus: bool = True
+        self,
+        head: HeadScene,
+        face_texture: np.ndarray,
+        photo: np.ndarray | None,
+        defocus: bool = True,
+        outline: Outline | None = None,
     ):
         """``defocus``: show a defocused photo where the background stretches over what the turned head
-        uncovers (see :meth:`_add_background`); off, the sharp photo is stretched there."""
+        uncovers (see :meth:`_add_background`); off, the sharp photo is stretched there. ``outline``: the
+        photo's colours drawn over the face's edge while the view keeps that surface grazing
+        (:mod:`uvaug.render.texture`)."""
         import pyrender
 
         self._pyrender = pyrender
         self.head = head
         self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
         self.face_material = _textured(pyrender, pad_colours(face_texture))
+        self.outline_material = self._outline_triangles = None
+        if outline is not None:
+            self.outline_material = _material(pyrender, _texture(pyrender, outline.texture), blend=True)
+            self._outline_triangles = head.face_triangles[outline.triangles]
         self.face_uv = head.face_uv.astype(np.float32)
         self.photo_material = self.photo_uv = self._photo = None
         self._fading_photo_material = self._soft_material = None
@@ -116,6 +128,8 @@ class HeadRenderer:
         # rebuilt per view; the textures are uploaded once and shared.
         face = self.head.face_at(rotation) if face is None else face
         self._view_nodes = [self._add_mesh(face, self.face_uv, self.head.face_triangles, self.face_material)]
+        if self.outline_material is not None:
+            self._add_outline(face)
         geometry = [face]
         if background == "photo":
             if self.photo_material is None:
@@ -130,7 +144,25 @@ class HeadRenderer:
         self.camera.znear, self.camera.zfar = 1.0, float(depth - z.min()) + 10.0
         self.scene.set_pose(self.camera_node, camera.pose(depth))
         color = gl_context().render(self.scene, camera.width, camera.height)
-        return color if background == "none" else np.ascontiguousarray(color[..., :3])
+        if background == "none":
+            # blending the outline over the face also blended its alpha: the face is opaque wherever drawn
+            color = np.array(color)
+            color[..., 3][color[..., 3] > 0] = 255
+            return color
+        return np.ascontiguousarray(color[..., :3])
+
+    def _add_outline(self, face: np.ndarray) -> None:
+        """The outline texture over the face, each vertex's share fading as the view turns it to the camera;
+        just in front of the face (orthographic: it covers the same pixels), so it wins the depth test."""
+        alpha = outline_alpha(vertex_facing(face, self.head.face_triangles))
+        triangles = self._outline_triangles[(alpha[self._outline_triangles] > 0).any(1)]
+        if not len(triangles):
+            return
+        colours = np.ones((len(face), 4), np.float32)
+        colours[:, 3] = alpha
+        front = face + np.array([0.0, 0.0, OUTLINE_LAYER_GAP])
+        node = self._add_mesh(front, self.face_uv, triangles, self.outline_material, colours)
+        self._view_nodes.append(node)
 
     def _add_background(self, anchors: np.ndarray) -> None:
         """The photo around the turned face. Where background triangles stretch (over what the turned head
@@ -198,6 +230,19 @@ STRETCH_SHARP, STRETCH_SOFT = 1.2, 2.0
 SOFT_BLUR = 0.2
 #: How far (photo px) the defocused background lies behind the sharp one it shows through.
 DEFOCUS_LAYER_GAP = 0.5
+#: How far (photo px) the outline texture lies in front of the face it is drawn over.
+OUTLINE_LAYER_GAP = 0.5
+
+
+def vertex_facing(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(V,) cosine between each vertex's area-weighted normal and the direction to the camera (GL frame: the
+    camera looks down -z; 1 head-on, 0 edge-on, negative facing away)."""
+    v = vertices[triangles]
+    normals = np.zeros_like(vertices)
+    np.add.at(
+        normals, triangles.ravel(), np.repeat(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), 3, axis=0)
+    )
+    return normals[:, 2] / np.maximum(np.linalg.norm(normals, axis=1), 1e-12)
 
 
 def stretch_weight(stretch: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from uvaug.render.align import ARCFACE_SIZE, arcface_matrix, five_points
 from uvaug.render.grid import View, view_output_name
 from uvaug.render.renderer import Background, Camera, HeadRenderer, gl_context
 from uvaug.render.scene import TO_GL, build_head_scene, target_rotation, view_angles
+from uvaug.render.texture import outline_texture
 from uvaug.runner import RunReport, prepare_output, record_results, run_jobs
 
 Record = dict[str, object]
@@ -165,6 +166,14 @@ def _load_photo(path: str) -> np.ndarray:
         raise ImageLoadError(f"cannot read photo {path}: {exc}") from None
 
 
+def _photo_if_readable(path: str, fit: FaceFit) -> np.ndarray | None:
+    """The fitted photo if it can be read and is the size the fit was made on, else None."""
+    photo = read_photo(path)
+    if photo is None or tuple(photo.shape[:2]) != tuple(int(v) for v in fit.image_size):
+        return None
+    return photo
+
+
 def renders_mirrored(fit: FaceFit, view: View, options: RenderOptions) -> bool:
     """Whether a view is rendered from the mirrored photo (see :data:`MIRROR_BEYOND`)."""
     if options.mirror_beyond is None:
@@ -179,11 +188,13 @@ class FaceViews:
     needs it, that of the mirrored photo (:func:`renders_mirrored`)."""
 
     def __init__(self, fit: FaceFit, texture: np.ndarray, photo: np.ndarray | None):
-        """``photo`` None: no photo background."""
+        """``photo``: the photo the fit was made on; it textures the background and the face's outline
+        (:func:`uvaug.render.texture.outline_texture`). None: neither (no ``background="photo"``)."""
         if photo is not None and tuple(photo.shape[:2]) != tuple(int(v) for v in fit.image_size):
             raise ImageLoadError("the photo is not the size the fit was made on")
         self.fit, self._texture, self._photo = fit, texture, photo
-        self.renderer = HeadRenderer(build_head_scene(fit), texture, photo)
+        self._outline = None if photo is None else outline_texture(fit, photo)
+        self.renderer = HeadRenderer(build_head_scene(fit), texture, photo, outline=self._outline)
         self._mirrored: tuple[FaceFit, HeadRenderer] | None = None
 
     def mirrored(self) -> tuple[FaceFit, HeadRenderer]:
@@ -191,7 +202,9 @@ class FaceViews:
         if self._mirrored is None:
             fit = mirror_fit(self.fit)
             photo = None if self._photo is None else np.ascontiguousarray(self._photo[:, ::-1])
-            self._mirrored = fit, HeadRenderer(build_head_scene(fit), mirror_uv(self._texture), photo)
+            outline = None if self._outline is None else self._outline.mirrored()
+            renderer = HeadRenderer(build_head_scene(fit), mirror_uv(self._texture), photo, outline=outline)
+            self._mirrored = fit, renderer
         return self._mirrored
 
     def render(self, view: View, options: RenderOptions) -> tuple[np.ndarray, bool]:
@@ -254,7 +267,11 @@ class _RenderWorker:
         try:
             fit = FaceFit.load(job.fit)
             texture = read_texture(job.texture)
-            photo = _load_photo(job.photo) if opts.background == "photo" else None
+            # the photo textures the face's outline too; only the photo background needs it
+            if opts.background == "photo":
+                photo = _load_photo(job.photo)
+            else:
+                photo = _photo_if_readable(job.photo, fit)
             try:
                 views = FaceViews(fit, texture, photo)
             except ImageLoadError:
