@@ -29,7 +29,7 @@ from uvaug.fit.uv import DEFAULT_MIN_FACING, texel_facing, uv_layout, visibility
 
 #: Facing (cosine of the angle between the surface and the line of sight, in the photo) below which the photo
 #: adds nothing; between it and :data:`uvaug.fit.uv.DEFAULT_MIN_FACING` its weight rises linearly.
-BAND_FACING = 0.1
+BAND_FACING = 0.0
 #: Facing in the rendered view over which the outline texture fades out: fully shown up to the first value,
 #: gone from the second (the fit's own threshold and a little beyond).
 OUTLINE_FADE = (0.6, 0.9)
