@@ -151,12 +151,23 @@ def unwrap(
 ) -> np.ndarray:
     """RGBA uint8 (size, size, 4) UV map: RGB sampled from the photo, alpha 255 where the photo shows it."""
     seen, points = visibility(vertices, image.shape[:2], layout, min_facing)
+    rgb = sample_texels(image, points, layout)
+    alpha = np.zeros(layout.size * layout.size, np.uint8)
+    alpha[layout.texel[seen]] = 255
+    alpha = alpha.reshape(layout.size, layout.size)
+    rgb[alpha == 0] = 0
+    return np.dstack([rgb, alpha])
+
+
+def sample_texels(image: np.ndarray, points: np.ndarray, layout: UVLayout) -> np.ndarray:
+    """(size, size, C) the photo sampled bilinearly at each covered texel's photo position ``points`` (as
+    :func:`visibility` gives them); black elsewhere."""
     n = layout.size * layout.size
     map_x = np.full(n, -1.0, np.float32)
     map_y = np.full(n, -1.0, np.float32)
     map_x[layout.texel], map_y[layout.texel] = points[:, 0], points[:, 1]
     shape = (layout.size, layout.size)
-    rgb = cv2.remap(
+    return cv2.remap(
         image,
         map_x.reshape(shape),
         map_y.reshape(shape),
@@ -164,8 +175,3 @@ def unwrap(
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-    alpha = np.zeros(n, np.uint8)
-    alpha[layout.texel[seen]] = 255
-    alpha = alpha.reshape(shape)
-    rgb[alpha == 0] = 0
-    return np.dstack([rgb, alpha])

@@ -25,7 +25,7 @@ import numpy as np
 
 from uvaug.artifacts import FaceFit
 from uvaug.fit.mirror import mirror_uv
-from uvaug.fit.uv import DEFAULT_MIN_FACING, texel_facing, uv_layout, visibility
+from uvaug.fit.uv import DEFAULT_MIN_FACING, sample_texels, texel_facing, uv_layout, visibility
 
 #: Facing (cosine of the angle between the surface and the line of sight, in the photo) below which the photo
 #: adds nothing; between it and :data:`uvaug.fit.uv.DEFAULT_MIN_FACING` its weight rises linearly.
@@ -71,10 +71,7 @@ def outline_texture(fit: FaceFit, photo: np.ndarray, size: int = OUTLINE_SIZE) -
     weight = np.where(shown & (ramp > 0) & (ramp < 1), ramp, 0.0)
     if not weight.any():
         return None
-    map_x = np.full(size * size, -1.0, np.float32)
-    map_y = np.full(size * size, -1.0, np.float32)
-    map_x[layout.texel], map_y[layout.texel] = points[:, 0], points[:, 1]
-    rgb = cv2.remap(photo, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR)
+    rgb = sample_texels(photo, points, layout)
     # colours a few texels past the layout's edge, so that filtering there mixes in no black
     covered = layout.coverage.astype(np.float32)
     spread = cv2.blur(rgb.astype(np.float32) * covered[..., None], (9, 9))
