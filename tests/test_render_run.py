@@ -234,6 +234,28 @@ def test_missing_photo_fails_only_that_face_and_images_finds_it(fits: Path, tmp_
     assert rendered_files(out) == {output_name(stem, yaw) for stem in STEMS for yaw in (-30, 30)}
 
 
+def test_face_only_backgrounds_use_the_photo_when_they_can(fits: Path, tmp_path: Path):
+    """``--background black`` draws the face's edge from the photo (:mod:`uvaug.render.texture`) when it can
+    read it, and renders without it, not fails, when the photo is gone."""
+    args = ("--yaw", "15", "--background", "black", "-w", "1")
+    with_photo = tmp_path / "with"
+    assert invoke("render", fits, "-o", with_photo, *args).exit_code == 0
+    for stem in STEMS:
+        (tmp_path / "photos" / SUB / f"{stem}.jpg").unlink()
+    without = tmp_path / "without"
+    result = invoke("render", fits, "-o", without, *args)
+    assert result.exit_code == 0, result.output
+    assert all(r["status"] == "ok" for r in read_manifest(without / MANIFEST_NAME))
+    for stem in STEMS:
+        a = read_rgb(with_photo / output_name(stem, 15)).astype(int)
+        b = read_rgb(without / output_name(stem, 15)).astype(int)
+        assert (a.max(-1) > 0).sum() > 5000 and (b.max(-1) > 0).sum() > 5000  # both show the face
+        changed = np.abs(a - b).max(-1) > 24
+        # the incomplete map's holes along the edge take the photo's colours; the middle is the same
+        assert changed.sum() > 100, changed.sum()
+        assert changed.sum() < 0.2 * (a.max(-1) > 0).sum()
+
+
 def test_uv_option_renders_the_completed_maps(fits: Path, tmp_path: Path):
     """A "completed" map whose filled-in texels are pure green: they appear on the side turned into view."""
     completed = tmp_path / "completed"
