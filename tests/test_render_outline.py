@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from uvaug.complete.symmetric import complete_symmetric
-from uvaug.fit.uv import DEFAULT_MIN_FACING, texel_facing, uv_layout, visibility
-from uvaug.render.renderer import Camera, HeadRenderer, vertex_facing
+from uvaug.fit.uv import DEFAULT_MIN_FACING, texel_visibility, uv_layout
+from uvaug.render.renderer import Camera, HeadRenderer
 from uvaug.render.scene import build_head_scene, target_rotation
-from uvaug.render.texture import BAND_FACING, OUTLINE_FADE, outline_alpha, outline_texture
+from uvaug.render.texture import BAND_FACING, OUTLINE_FADE, outline_alpha, outline_texture, vertex_facing
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,7 @@ def test_the_outline_texture_weighs_the_grazing_band(astro_face, astronaut):
     outline = outline_texture(astro_face.fit, astronaut, 256).texture
     layout = uv_layout(256)
     vertices = np.asarray(astro_face.fit.vertices, np.float64)
-    facing = texel_facing(vertices, layout)
-    shown, _ = visibility(vertices, astronaut.shape[:2], layout, min_facing=-1.0)
+    facing, shown, _ = texel_visibility(vertices, astronaut.shape[:2], layout)
     alpha = outline[..., 3].reshape(-1)[layout.texel]
     # only the band: what the fit kept the UV map shows already, what faces away or hides behind the nose
     # is not the photo's to show
@@ -61,8 +60,7 @@ def test_at_the_photos_pose_the_outline_shows_the_photo(astro_face, astronaut, c
     # the photo pixels the band's texels come from
     layout = uv_layout(256)
     vertices = np.asarray(astro_face.fit.vertices, np.float64)
-    facing = texel_facing(vertices, layout)
-    shown, points = visibility(vertices, astronaut.shape[:2], layout, min_facing=-1.0)
+    facing, shown, points = texel_visibility(vertices, astronaut.shape[:2], layout)
     band = shown & (facing > 0.2) & (facing < DEFAULT_MIN_FACING - 0.05)
     xy = np.round(points[band, :2]).astype(int)
     mask = np.zeros(astronaut.shape[:2], bool)
@@ -79,8 +77,8 @@ def test_turned_towards_the_camera_the_band_shows_the_completion(astro_face, ast
     head = build_head_scene(astro_face.fit)
     rotation = target_rotation(astro_face.fit, 60, 0)
     face = head.face_at(rotation)
-    alpha = outline_alpha(vertex_facing(face, head.face_triangles))
-    facing = vertex_facing(face, head.face_triangles)
+    facing = vertex_facing(face)
+    alpha = outline_alpha(facing)
     assert (alpha[facing >= OUTLINE_FADE[1]] == 0).all()
     assert (alpha[facing <= OUTLINE_FADE[0]] == 1).all()
     camera = Camera.whole_photo(*astronaut.shape[:2])
@@ -88,7 +86,7 @@ def test_turned_towards_the_camera_the_band_shows_the_completion(astro_face, ast
     plain = HeadRenderer(head, completed, astronaut).render(rotation, camera)
     drawn = HeadRenderer(head, completed, astronaut, outline=outline).render(rotation, camera)
     # the part of the band that now faces the camera is drawn from the completed map alone
-    at_photo = vertex_facing(head.face_at(astro_face.fit.rotation), head.face_triangles)
+    at_photo = vertex_facing(head.face_at(astro_face.fit.rotation))
     band = (at_photo > 0.15) & (at_photo < DEFAULT_MIN_FACING - 0.05)
     turned = band & (facing >= OUTLINE_FADE[1])
     assert turned.sum() >= 10

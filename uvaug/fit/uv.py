@@ -105,16 +105,6 @@ def texel_points(vertices: np.ndarray, layout: UVLayout) -> np.ndarray:
     return layout.weights @ np.asarray(vertices, np.float64)
 
 
-def _facing(texel_normals: np.ndarray) -> np.ndarray:
-    """Cosine between interpolated normals and the direction to the camera (-z in photo coordinates)."""
-    return -texel_normals[:, 2] / np.maximum(np.sqrt((texel_normals**2).sum(1)), 1e-12)
-
-
-def texel_facing(vertices: np.ndarray, layout: UVLayout) -> np.ndarray:
-    """(N,) how squarely each covered texel of ``layout`` faces the camera (1 head-on, 0 edge-on)."""
-    return _facing(layout.weights @ vertex_normals(np.asarray(vertices, np.float64), layout))
-
-
 def visibility(
     vertices: np.ndarray,
     image_size: tuple[int, int],
@@ -122,11 +112,22 @@ def visibility(
     min_facing: float = DEFAULT_MIN_FACING,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N,) bool seen-in-photo flag and (N, 3) photo position for each covered texel of ``layout``."""
+    facing, in_front, points = texel_visibility(vertices, image_size, layout)
+    return (facing > min_facing) & in_front, points
+
+
+def texel_visibility(
+    vertices: np.ndarray, image_size: tuple[int, int], layout: UVLayout
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per covered texel of ``layout``: (N,) facing, how squarely it faces the camera (the cosine of the
+    viewing angle: 1 head-on, 0 edge-on); (N,) bool, nothing on the face in front of it and inside the
+    photo; (N, 3) photo position. :func:`visibility` is the first two, the facing above a threshold."""
     vertices = np.asarray(vertices, np.float64)
     height, width = image_size
     normals = vertex_normals(vertices, layout)
     interpolated = layout.weights @ np.hstack([vertices, normals])  # one pass for points and normals
-    points, facing = interpolated[:, :3], _facing(interpolated[:, 3:])
+    points, texel_normals = interpolated[:, :3], interpolated[:, 3:]
+    facing = -texel_normals[:, 2] / np.maximum(np.sqrt((texel_normals**2).sum(1)), 1e-12)
 
     lo, hi = vertices[:, :2].min(0), vertices[:, :2].max(0)
     extent = float(max(hi - lo)) or 1.0
@@ -143,7 +144,7 @@ def visibility(
     inside = (
         (points[:, 0] >= 0) & (points[:, 0] <= width - 1) & (points[:, 1] >= 0) & (points[:, 1] <= height - 1)
     )
-    return (facing > min_facing) & unoccluded & inside, points
+    return facing, unoccluded & inside, points
 
 
 def unwrap(

@@ -17,7 +17,7 @@ import numpy as np
 
 from uvaug.gl import INSTALL_HINT, select_platform
 from uvaug.render.scene import DEFOCUS_RINGS, HeadScene
-from uvaug.render.texture import Outline, outline_alpha
+from uvaug.render.texture import Outline, outline_alpha, pad_colours, vertex_facing
 
 Background = Literal["photo", "black", "none"]
 
@@ -145,16 +145,17 @@ class HeadRenderer:
         self.scene.set_pose(self.camera_node, camera.pose(depth))
         color = gl_context().render(self.scene, camera.width, camera.height)
         if background == "none":
-            # blending the outline over the face also blended its alpha: the face is opaque wherever drawn
-            color = np.array(color)
-            color[..., 3][color[..., 3] > 0] = 255
+            if self.outline_material is not None:
+                # blending the outline over the face blended its alpha too: the face is opaque wherever drawn
+                color = np.array(color)
+                color[..., 3][color[..., 3] > 0] = 255
             return color
         return np.ascontiguousarray(color[..., :3])
 
     def _add_outline(self, face: np.ndarray) -> None:
         """The outline texture over the face, each vertex's share fading as the view turns it to the camera;
         just in front of the face (orthographic: it covers the same pixels), so it wins the depth test."""
-        alpha = outline_alpha(vertex_facing(face, self.head.face_triangles))
+        alpha = outline_alpha(vertex_facing(face))
         triangles = self._outline_triangles[(alpha[self._outline_triangles] > 0).any(1)]
         if not len(triangles):
             return
@@ -234,17 +235,6 @@ DEFOCUS_LAYER_GAP = 0.5
 OUTLINE_LAYER_GAP = 0.5
 
 
-def vertex_facing(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(V,) cosine between each vertex's area-weighted normal and the direction to the camera (GL frame: the
-    camera looks down -z; 1 head-on, 0 edge-on, negative facing away)."""
-    v = vertices[triangles]
-    normals = np.zeros_like(vertices)
-    np.add.at(
-        normals, triangles.ravel(), np.repeat(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), 3, axis=0)
-    )
-    return normals[:, 2] / np.maximum(np.linalg.norm(normals, axis=1), 1e-12)
-
-
 def stretch_weight(stretch: np.ndarray) -> np.ndarray:
     """(B,) share of the defocused photo per background triangle, from its magnification in the view."""
     return np.clip((stretch - STRETCH_SHARP) / (STRETCH_SOFT - STRETCH_SHARP), 0.0, 1.0)
@@ -318,25 +308,6 @@ def photo_margin(head: HeadScene) -> int:
     reach = max(-x0, -y0, x1 - width, y1 - height, 0.0)
     wanted = reach + 0.25 * max(x1 - x0, y1 - y0) if reach > 0 else 0.0
     return int(min(max(wanted, MIN_MARGIN), MAX_MARGIN))
-
-
-def pad_colours(rgba: np.ndarray, texels: int = 4) -> np.ndarray:
-    """Spread colours a few texels past the alpha edge (alpha unchanged).
-
-    Bilinear filtering at the edge of the face mixes in the texels beyond it; black there draws a dark seam
-    along the face's outline.
-    """
-    known = (rgba[..., 3] >= 128).astype(np.float32)
-    if known.all() or not known.any():
-        return rgba
-    rgb = rgba[..., :3].astype(np.float32) * known[..., None]
-    kernel = (2 * texels + 1, 2 * texels + 1)
-    weight = cv2.blur(known, kernel)
-    spread = cv2.blur(rgb, kernel) / np.maximum(weight, 1e-6)[..., None]
-    out = rgba.copy()
-    fill = (known == 0) & (weight > 0)
-    out[..., :3][fill] = np.clip(spread[fill], 0, 255).astype(np.uint8)
-    return out
 
 
 def _opaque(image: np.ndarray) -> np.ndarray:

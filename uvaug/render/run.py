@@ -169,9 +169,12 @@ def _load_photo(path: str) -> np.ndarray:
 def _photo_if_readable(path: str, fit: FaceFit) -> np.ndarray | None:
     """The fitted photo if it can be read and is the size the fit was made on, else None."""
     photo = read_photo(path)
-    if photo is None or tuple(photo.shape[:2]) != tuple(int(v) for v in fit.image_size):
-        return None
-    return photo
+    return photo if photo is not None and _fitted_on(photo, fit) else None
+
+
+def _fitted_on(photo: np.ndarray, fit: FaceFit) -> bool:
+    """Whether ``photo`` is the size ``fit`` was made on."""
+    return tuple(photo.shape[:2]) == tuple(int(v) for v in fit.image_size)
 
 
 def renders_mirrored(fit: FaceFit, view: View, options: RenderOptions) -> bool:
@@ -190,7 +193,7 @@ class FaceViews:
     def __init__(self, fit: FaceFit, texture: np.ndarray, photo: np.ndarray | None):
         """``photo``: the photo the fit was made on; it textures the background and the face's outline
         (:func:`uvaug.render.texture.outline_texture`). None: neither (no ``background="photo"``)."""
-        if photo is not None and tuple(photo.shape[:2]) != tuple(int(v) for v in fit.image_size):
+        if photo is not None and not _fitted_on(photo, fit):
             raise ImageLoadError("the photo is not the size the fit was made on")
         self.fit, self._texture, self._photo = fit, texture, photo
         self._outline = None if photo is None else outline_texture(fit, photo)

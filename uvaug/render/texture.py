@@ -25,7 +25,7 @@ import numpy as np
 
 from uvaug.artifacts import FaceFit
 from uvaug.fit.mirror import mirror_uv
-from uvaug.fit.uv import DEFAULT_MIN_FACING, sample_texels, texel_facing, uv_layout, visibility
+from uvaug.fit.uv import DEFAULT_MIN_FACING, sample_texels, texel_visibility, uv_layout, vertex_normals
 
 #: Facing (cosine of the angle between the surface and the line of sight, in the photo) below which the photo
 #: adds nothing; between it and :data:`uvaug.fit.uv.DEFAULT_MIN_FACING` its weight rises linearly.
@@ -65,21 +65,43 @@ def outline_texture(fit: FaceFit, photo: np.ndarray, size: int = OUTLINE_SIZE) -
     """The :class:`Outline` of a fitted face in its photo, ``size`` texels a side; None when the photo shows
     no grazing texel."""
     layout = uv_layout(size)
-    vertices = np.asarray(fit.vertices, np.float64)
-    shown, points = visibility(vertices, photo.shape[:2], layout, min_facing=-1.0)  # in front, in the photo
-    ramp = (texel_facing(vertices, layout) - BAND_FACING) / (DEFAULT_MIN_FACING - BAND_FACING)
+    facing, shown, points = texel_visibility(fit.vertices, photo.shape[:2], layout)  # shown: in front, inside
+    ramp = (facing - BAND_FACING) / (DEFAULT_MIN_FACING - BAND_FACING)
     weight = np.where(shown & (ramp > 0) & (ramp < 1), ramp, 0.0)
     if not weight.any():
         return None
-    rgb = sample_texels(photo, points, layout)
     # colours a few texels past the layout's edge, so that filtering there mixes in no black
-    covered = layout.coverage.astype(np.float32)
-    spread = cv2.blur(rgb.astype(np.float32) * covered[..., None], (9, 9))
-    spread /= np.maximum(cv2.blur(covered, (9, 9)), 1e-6)[..., None]
-    rgb = np.where(covered[..., None] > 0, rgb, np.clip(spread, 0, 255).astype(np.uint8))
+    covered = np.dstack([sample_texels(photo, points, layout), layout.coverage.astype(np.uint8) * 255])
+    rgb = pad_colours(covered)[..., :3]
     alpha = np.zeros(size * size, np.uint8)
     alpha[layout.texel] = np.round(weight * 255).astype(np.uint8)
     return Outline.of_texture(np.dstack([rgb, alpha.reshape(size, size)]))
+
+
+def pad_colours(rgba: np.ndarray, texels: int = 4) -> np.ndarray:
+    """Spread colours a few texels past the alpha edge (alpha unchanged).
+
+    Bilinear filtering at the edge of the face mixes in the texels beyond it; black there draws a dark seam
+    along the face's outline.
+    """
+    known = (rgba[..., 3] >= 128).astype(np.float32)
+    if known.all() or not known.any():
+        return rgba
+    rgb = rgba[..., :3].astype(np.float32) * known[..., None]
+    kernel = (2 * texels + 1, 2 * texels + 1)
+    weight = cv2.blur(known, kernel)
+    spread = cv2.blur(rgb, kernel) / np.maximum(weight, 1e-6)[..., None]
+    out = rgba.copy()
+    fill = (known == 0) & (weight > 0)
+    out[..., :3][fill] = np.clip(spread[fill], 0, 255).astype(np.uint8)
+    return out
+
+
+def vertex_facing(vertices: np.ndarray) -> np.ndarray:
+    """(V,) how squarely each vertex of a face mesh in the GL frame (the camera looks down -z) faces the
+    camera: the cosine of its area-weighted normal with the view direction (1 head-on, 0 edge-on)."""
+    # the GL frame is the photo's turned half round x: a normal's GL z is its photo -z, the facing
+    return vertex_normals(vertices, uv_layout(OUTLINE_SIZE))[:, 2]
 
 
 def outline_alpha(facing: np.ndarray) -> np.ndarray:
