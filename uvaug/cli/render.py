@@ -27,6 +27,8 @@ already rendered. Without --uv the fit's own incomplete UV maps are used, so uns
 holes: complete them first with [bold]uvaug complete[/]. A face turned 30 degrees one way and asked at 45 the
 other way is rendered from the mirrored photo, a 15-degree turn, rather than turned 75 degrees
 ([cyan]--no-mirror[/] turns it anyway); the manifest's [cyan]mirrored[/] says which views are mirror images.
+Along the face's edge, where the fit left the texture to completion, the photo's own colours are drawn while
+the view keeps that edge grazing; with --background black or none the photo is used when it can be read.
 """
 
 
