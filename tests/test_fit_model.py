@@ -101,6 +101,20 @@ def test_a_face_filling_the_whole_picture_is_found(fitter, astronaut):
     assert fit.yaw == pytest.approx(full.yaw, abs=3) and fit.roll == pytest.approx(full.roll, abs=3)
 
 
+def test_the_landmark_crop_is_framed_by_grey_past_the_photo(astronaut):
+    """Where a tightly cropped face's box reaches past the photo, the model sees mid grey, not black: it reads
+    such faces better (``uvaug.fit.landmarks.CROP_GREY``); inside, the crop is the photo."""
+    from uvaug.fit.landmarks import CROP_GREY, INPUT_SIZE, Roi, roi_crop
+
+    photo = np.ascontiguousarray(astronaut[100:200, 150:250])  # 100 x 100
+    crop = roi_crop(photo, Roi(center=np.array([49.5, 49.5]), size=200.0, angle=0.0))
+    assert crop.shape == (INPUT_SIZE, INPUT_SIZE, 3)
+    border = np.concatenate([crop[:48], crop[-48:], crop[:, :48]], axis=None)
+    assert (border == CROP_GREY).all()
+    inside = cv2.resize(photo, (128, 128), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(crop[72:184, 72:184].astype(int) - inside[8:120, 8:120]).mean() < 8  # up to resampling
+
+
 @pytest.mark.parametrize("photo", ["astronaut", "hopper"])
 def test_mirrored_photo_negates_yaw_and_roll(fitter, photo, request):
     image = request.getfixturevalue(photo)
