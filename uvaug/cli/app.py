@@ -18,6 +18,8 @@ from uvaug.cli.fit import EPILOG as FIT_EPILOG
 from uvaug.cli.fit import fit_command
 from uvaug.cli.pipeline import EPILOG as PIPELINE_EPILOG
 from uvaug.cli.pipeline import pipeline_command
+from uvaug.cli.quantize import EPILOG as QUANTIZE_EPILOG
+from uvaug.cli.quantize import quantize_command
 from uvaug.cli.render import EPILOG as RENDER_EPILOG
 from uvaug.cli.render import render_command
 from uvaug.cli.train import EPILOG as TRAIN_EPILOG
@@ -91,6 +93,7 @@ app.command("render", epilog=RENDER_EPILOG)(render_command)
 app.command("pipeline", epilog=PIPELINE_EPILOG)(pipeline_command)
 app.command("train", epilog=TRAIN_EPILOG)(train_command)
 app.command("export", epilog=EXPORT_EPILOG)(export_command)
+app.command("quantize", epilog=QUANTIZE_EPILOG)(quantize_command)
 app.command("doctor")(doctor_command)
 
 
