@@ -23,11 +23,6 @@ from uvaug.fit.run import fit_inputs
 from uvaug.io import discover_inputs, write_image_atomic
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-9)))
-
-
 def _hidden_at(face, yaw: float) -> tuple[np.ndarray, np.ndarray]:
     """The face's UV map with the seen texels a turn to ``yaw`` would hide taken out, and those texels."""
     uv = face.uv
@@ -52,7 +47,7 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.skipif("uv_completion.onnx" not in SHIPPED, reason="this version ships no completion model")
-def test_the_shipped_model_quantized_completes_as_the_float_model_does(astro_face, tmp_path):
+def test_the_shipped_model_quantized_completes_as_the_float_model_does(astro_face, psnr, tmp_path):
     """The real network, calibrated on three turns of a face it never saw and tested on a fourth: the 8-bit
     copy keeps known texels, fills every hole, and fills them as the float model does (the two agree far
     more closely than either matches the truth)."""
@@ -65,13 +60,15 @@ def test_the_shipped_model_quantized_completes_as_the_float_model_does(astro_fac
     assert np.array_equal(int8_out[..., :3][known], masked[..., :3][known])
     assert (int8_out[..., 3][hidden] == 255).all()
     truth = astro_face.uv[..., :3][hidden]
-    int8_psnr, float_psnr = _psnr(int8_out[..., :3][hidden], truth), _psnr(float_out[..., :3][hidden], truth)
+    int8_psnr, float_psnr = psnr(int8_out[..., :3][hidden], truth), psnr(float_out[..., :3][hidden], truth)
     assert abs(int8_psnr - float_psnr) < 0.5, (int8_psnr, float_psnr)
-    assert int8_psnr > _psnr(complete_symmetric(masked)[..., :3][hidden], truth) + 1.0
-    assert _psnr(int8_out[..., :3][hidden], float_out[..., :3][hidden]) > 35.0
+    assert int8_psnr > psnr(complete_symmetric(masked)[..., :3][hidden], truth) + 1.0
+    assert psnr(int8_out[..., :3][hidden], float_out[..., :3][hidden]) > 35.0
 
 
-def test_quantize_writes_an_8bit_model_that_completes_as_its_float_one(small_model, astro_face, tmp_path):
+def test_quantize_writes_an_8bit_model_that_completes_as_its_float_one(
+    small_model, astro_face, psnr, tmp_path
+):
     """Calibrated on real maps (256x256, resized to the model's 64), the 8-bit copy quantizes the inner
     convolutions, keeps the stem and the output layers float, and fills holes close to the float model."""
     maps = [_hidden_at(astro_face, yaw)[0] for yaw in (-60.0, -30.0, 30.0, 60.0)]
@@ -96,7 +93,7 @@ def test_quantize_writes_an_8bit_model_that_completes_as_its_float_one(small_mod
     assert np.array_equal(quantized[..., :3][known], masked[..., :3][known])
     assert (quantized[..., 3] == small[..., 3]).all()
     filled = (~known) & (small[..., 3] == 255)
-    assert _psnr(quantized[..., :3][filled], small[..., :3][filled]) > 30.0
+    assert psnr(quantized[..., :3][filled], small[..., :3][filled]) > 30.0
 
 
 def test_uvaug_quantize_draws_listed_maps_of_a_fit_output(small_model, astronaut, tmp_path):
@@ -119,3 +116,7 @@ def test_uvaug_quantize_draws_listed_maps_of_a_fit_output(small_model, astronaut
     assert result.exit_code != 0 and "no UV maps found" in result.output
     result = runner.invoke(app, ["quantize", str(tmp_path / "missing.onnx"), str(fits), "-o", str(out)])
     assert result.exit_code != 0 and "model file not found" in result.output
+    uvs = tmp_path / "uvs"  # plain UV maps name no inputs
+    write_image_atomic(uvs / "x.uv.png", np.zeros((64, 64, 4), np.uint8))
+    result = runner.invoke(app, ["quantize", str(small_model), str(uvs), "-o", str(out), *args[-2:]])
+    assert result.exit_code != 0 and "only a fit output's maps can be chosen by input name" in result.output

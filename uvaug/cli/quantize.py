@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import random
-import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,15 +16,14 @@ EPILOG = """[bold]Examples[/]
   uvaug quantize models/uv_completion.onnx fit/ -o int8.onnx --list train.txt  [dim]# train faces only[/]
 
 [bold]UVS[/] is a fit output folder or a folder of RGBA UV maps, as for [bold]uvaug complete[/]: the
-incomplete maps the model will see. [cyan]--maps[/] of them, drawn with [cyan]--seed[/] (from the inputs
-named in [cyan]--list[/], one per line as the fit manifest's [cyan]input[/] names it), set the activations'
-8-bit ranges. Use the model with [bold]uvaug complete --model MODEL_int8.onnx --device cpu[/]. On 2 cores
-with 8-bit dot-product instructions (AVX-512 VNNI) the shipped network ran 1.3 times as fast this way, a whole
-[bold]uvaug complete[/] run (decoding, seam blending and encoding included) 1.18 times, and its fill
-differed from the float model's by 0.4 grey levels on average (SSIM over hidden texels 0.013 lower).
+incomplete maps the model will see. [cyan]--maps[/] of them, drawn with [cyan]--seed[/], set the
+activations' 8-bit ranges; [cyan]--list[/] draws only the maps of the inputs it names (UVS a fit output,
+one name per line as its manifest's [cyan]input[/] gives it). Use the model with [bold]uvaug complete
+--model MODEL_int8.onnx --device cpu[/]. On 2 cores with 8-bit dot-product instructions (AVX-512 VNNI) the
+shipped network ran 1.3 times as fast this way, a whole [bold]uvaug complete[/] run (decoding, seam
+blending and encoding included) 1.18 times, and its fill differed from the float model's by 0.4 grey levels
+on average (SSIM over hidden texels 0.013 lower).
 """
-
-_UV_NAME = re.compile(r"\.f\d+\.uv\.png$")
 
 
 def quantize_command(
@@ -45,7 +43,7 @@ def quantize_command(
         Path | None,
         typer.Option(
             "--list",
-            help="Draw only maps of these inputs (one per line, as the fit manifest names them).",
+            help="Draw only maps of these inputs (one per line, as UVS's fit manifest names them).",
             show_default=False,
             dir_okay=False,
         ),
@@ -64,22 +62,26 @@ def quantize_command(
     if output.is_dir():
         fail(f"{output} is a folder; give the model's file name")
     try:
-        items = discover_uv_maps(source, exclude=[])
-        if names is not None:
-            stems = {str(PurePosixPath(name).with_suffix("")) for name in read_name_list(names)}
-            items = [it for it in items if _UV_NAME.sub("", str(it.rel)) in stems]
+        inputs = read_name_list(names) if names is not None else None
+        items = discover_uv_maps(source, exclude=[], inputs=inputs)
     except (InputError, TrainError) as exc:
         fail(str(exc))
     if not items:
         fail(f"no UV maps found in {source}" + (f" for the inputs in {names}" if names else ""))
     chosen = random.Random(seed).sample(sorted(items, key=lambda it: str(it.rel)), min(maps, len(items)))
 
+    used = 0
+
     def calibration():
+        nonlocal used
         for item in chosen:
             try:
-                yield load_rgba(item.path)
-            except Exception as exc:
+                rgba = load_rgba(item.path)
+            except Exception as exc:  # an unreadable map is skipped, not fatal
                 console.print(f"skipping {item.rel}: {exc}")
+                continue
+            used += 1
+            yield rgba
 
     with console.status(f"calibrating on {len(chosen)} UV maps"):
         try:
@@ -89,7 +91,7 @@ def quantize_command(
     console.print(
         summary_table(
             "uvaug quantize",
-            {"model": model, "calibration maps": len(chosen), "8-bit model": output},
+            {"model": model, "calibration maps": used, "8-bit model": output},
         )
     )
     print(output)  # stdout carries only the model file, for scripts

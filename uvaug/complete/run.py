@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -88,28 +88,38 @@ def create_completer(
 
 
 def discover_uv_maps(
-    source: str | os.PathLike[str], exclude: Sequence[str | os.PathLike[str]] = ()
+    source: str | os.PathLike[str],
+    exclude: Sequence[str | os.PathLike[str]] = (),
+    inputs: Collection[str] | None = None,
 ) -> list[InputItem]:
     """The UV maps named by ``source``, with their paths relative to it (the outputs' relative paths).
 
-    * a fit output folder: every face its manifest records as ok (the latest record per image and face);
-      a listed map that has gone missing is kept, so the run reports it;
+    * a fit output folder: every face its manifest records as ok (the latest record per image and face),
+      only those of the ``inputs`` named (as the manifest's ``input`` names them) when given; a listed map
+      that has gone missing is kept, so the run reports it;
     * another folder: every ``*.uv.png`` below it, or, if there is none, every ``*.png`` (hidden files and
       the folders in ``exclude`` skipped, as :func:`uvaug.io.discover_inputs` does); UV maps need lossless
       alpha, so other formats are not considered;
     * a ``.png`` file: that map.
 
-    Raises :class:`uvaug.io.InputError` when ``source`` is missing or of another kind.
+    Raises :class:`uvaug.io.InputError` when ``source`` is missing or of another kind, or names ``inputs``
+    without being a fit output.
     """
     src = Path(source)
     if src.is_dir():
         records = read_manifest(src / MANIFEST_NAME)
         if any({"uv", "fit"} <= rec.keys() for rec in records):  # a fit stage's manifest
+            if inputs is not None:
+                wanted = set(inputs)
+                records = [rec for rec in records if str(rec.get("input")) in wanted]
             return _fit_output_maps(src, records)
+    elif not src.exists():
+        raise InputError(f"input not found: {os.fspath(source)}")
+    if inputs is not None:
+        raise InputError(f"only a fit output's maps can be chosen by input name: {os.fspath(source)}")
+    if src.is_dir():
         pngs = [it for it in discover_inputs(src, exclude) if it.rel.suffix.lower() == ".png"]
         return [it for it in pngs if it.rel.name.lower().endswith(UV_SUFFIX)] or pngs
-    if not src.exists():
-        raise InputError(f"input not found: {os.fspath(source)}")
     if src.is_file() and src.suffix.lower() == ".png":
         return [InputItem(src, PurePosixPath(src.name))]
     raise InputError(f"not a folder of UV maps, a fit output or a PNG UV map: {os.fspath(source)}")
