@@ -13,13 +13,8 @@ from uvaug.complete.symmetric import complete_symmetric
 pytestmark = pytest.mark.skipif(DEFAULT_MODEL not in SHIPPED, reason="this version ships no completion model")
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-9)))
-
-
 @pytest.mark.parametrize("yaw", [-45.0, 45.0])
-def test_the_shipped_model_restores_texels_a_head_turn_hides(fitter, astronaut, yaw: float):
+def test_the_shipped_model_restores_texels_a_head_turn_hides(fitter, astronaut, psnr, yaw: float):
     """The training task on a photo outside the training data (the astronaut): hide the seen texels the
     fitted face would not show turned to ``yaw``; the model must keep known texels, fill the hidden ones,
     and rebuild them better than the symmetric baseline and far better than a mean-colour fill."""
@@ -34,7 +29,7 @@ def test_the_shipped_model_restores_texels_a_head_turn_hides(fitter, astronaut, 
     assert np.array_equal(completed[..., :3][known], masked[..., :3][known])
     assert (completed[..., 3][hidden] == 255).all()
     truth = uv[..., :3][hidden]
-    model = _psnr(completed[..., :3][hidden], truth)
-    symmetric = _psnr(complete_symmetric(masked)[..., :3][hidden], truth)
-    mean_fill = _psnr(np.broadcast_to(masked[..., :3][known].mean(0), truth.shape), truth)
+    model = psnr(completed[..., :3][hidden], truth)
+    symmetric = psnr(complete_symmetric(masked)[..., :3][hidden], truth)
+    mean_fill = psnr(np.broadcast_to(masked[..., :3][known].mean(0), truth.shape), truth)
     assert model > symmetric + 1.0 and model > mean_fill + 3.0, (model, symmetric, mean_fill)
