@@ -210,20 +210,40 @@ class FaceViews:
             self._mirrored = fit, renderer
         return self._mirrored
 
-    def render(self, view: View, options: RenderOptions) -> tuple[np.ndarray, bool]:
-        """One view (the whole photo, or a crop aligned to the ArcFace template) and whether it was rendered
-        from the mirrored photo."""
+    def _turn(self, view: View, options: RenderOptions) -> tuple[HeadRenderer, np.ndarray, np.ndarray, bool]:
+        """The scene a view is rendered from, its head rotation, the turned face (GL frame) and whether the
+        scene is the mirrored photo's."""
         mirrored = renders_mirrored(self.fit, view, options)
         fit, renderer = self.mirrored() if mirrored else (self.fit, self.renderer)
         # absolute angles, as this photo's fit reads them: the mirrored fit turns to the same pose
         rotation = target_rotation(fit, *view_angles(self.fit, view.yaw, view.pitch, options.relative))
-        face = renderer.head.face_at(rotation)
-        if options.align == "arcface":
-            points = five_points(face * TO_GL)
-            camera = Camera.from_similarity(arcface_matrix(points, options.size), options.size, options.size)
+        return renderer, rotation, renderer.head.face_at(rotation), mirrored
+
+    @staticmethod
+    def _crop_matrix(face: np.ndarray, options: RenderOptions) -> np.ndarray | None:
+        """2x3 similarity from photo pixels to the aligned crop; None for whole photos."""
+        if options.align != "arcface":
+            return None
+        return arcface_matrix(five_points(face * TO_GL), options.size)
+
+    def render(self, view: View, options: RenderOptions) -> tuple[np.ndarray, bool]:
+        """One view (the whole photo, or a crop aligned to the ArcFace template) and whether it was rendered
+        from the mirrored photo."""
+        renderer, rotation, face, mirrored = self._turn(view, options)
+        matrix = self._crop_matrix(face, options)
+        if matrix is not None:
+            camera = Camera.from_similarity(matrix, options.size, options.size)
         else:
-            camera = Camera.whole_photo(*(int(v) for v in fit.image_size))
+            camera = Camera.whole_photo(*(int(v) for v in renderer.head.image_size))
         return renderer.render(rotation, camera, options.background, face), mirrored
+
+    def face_points(self, view: View, options: RenderOptions) -> np.ndarray:
+        """(468, 2) where the mesh's vertices fall in the view :meth:`render` draws (pixels, x right, y
+        down), hidden ones included: landmarks for aligning a render to any other template."""
+        _, _, face, _ = self._turn(view, options)
+        points = (face * TO_GL)[:, :2]
+        matrix = self._crop_matrix(face, options)
+        return points if matrix is None else points @ matrix[:, :2].T + matrix[:, 2]
 
 
 def aligned_photo(photo: np.ndarray, views: FaceViews, size: int) -> np.ndarray:
