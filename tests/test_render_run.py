@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from uvaug.cli.app import app
 from uvaug.fit.run import fit_inputs
 from uvaug.io import MANIFEST_NAME, discover_inputs, load_rgba, read_manifest, write_image_atomic
+from uvaug.render.align import arcface_matrix, five_points
 from uvaug.render.grid import View
 from uvaug.render.run import RenderOptions, plan_render, render_fits
 from uvaug.render.sheet import HEADER_HEIGHT, ROW_LABEL_WIDTH, contact_sheet
@@ -79,7 +80,7 @@ def read_rgb(path: Path) -> np.ndarray:
     return data[..., ::-1]
 
 
-def test_cli_renders_every_face_and_view_mirroring_the_inputs(fits: Path, tmp_path: Path):
+def test_cli_renders_every_face_and_view_mirroring_the_inputs(fits: Path, tmp_path: Path, fitter):
     sheet = tmp_path / "sheet.png"
     result = invoke("render", fits, "--yaw", "-30:30:30", "-w", "1", "--sheet", sheet)
     assert result.exit_code == 0, result.output
@@ -95,7 +96,13 @@ def test_cli_renders_every_face_and_view_mirroring_the_inputs(fits: Path, tmp_pa
         assert name == f"{SUB}/{stem}.jpg" and rec["face"] == 0
         assert rec["status"] == "ok" and rec["message"] == ""
         assert rec["output"] == output_name(stem, int(rec["yaw"])) and view == f"y{int(rec['yaw']):+03d}_p+00"
-        assert read_rgb(out / str(rec["output"])).shape == (*PHOTO_SIZES[stem], 3)  # whole photos
+        image = read_rgb(out / str(rec["output"]))
+        assert image.shape == (*PHOTO_SIZES[stem], 3)  # whole photos
+        # the manifest's five points are where a fit of the render finds them
+        points = np.array(rec["points"])
+        found = five_points(fitter(np.ascontiguousarray(image))[0].fit.vertices)
+        eyes_to_mouth = found[3:].mean(0)[1] - found[:2].mean(0)[1]
+        assert np.abs(points - found).max() < 0.1 * eyes_to_mouth, (points, found)
 
     image = cv2.imread(str(sheet), cv2.IMREAD_UNCHANGED)
     assert image.shape == (HEADER_HEIGHT + 2 * SHEET_CELL, ROW_LABEL_WIDTH + 4 * SHEET_CELL, 3)
@@ -133,6 +140,11 @@ def test_arcface_crops_have_the_asked_size(fits: Path, tmp_path: Path, size: int
         crop = read_rgb(out / name)
         assert crop.shape == (size, size, 3)
         assert crop.std() > 20  # a face, not an empty frame
+    for rec in read_manifest(out / MANIFEST_NAME):
+        # in the crop's frame: already the best fit to the template (a turned face's points cannot all sit
+        # on it), so the least-squares similarity onto it is the identity
+        matrix = arcface_matrix(np.array(rec["points"]), size)
+        np.testing.assert_allclose(matrix, np.eye(2, 3), atol=0.02)
 
 
 def test_resume_renders_only_missing_views(fits: Path, tmp_path: Path):

@@ -272,6 +272,7 @@ class _RenderWorker:
         status: str,
         message: str = "",
         mirrored: bool | None = None,
+        points: np.ndarray | None = None,
     ) -> Record:
         return {
             "input": job.input,
@@ -283,6 +284,8 @@ class _RenderWorker:
             "message": message,
             "output": rel,
             "mirrored": mirrored,  # rendered from the mirrored photo (null: not rendered)
+            # the five ArcFace points in the output image (null: not rendered), for other alignments
+            "points": None if points is None else np.round(points, 2).tolist(),
         }
 
     def __call__(self, job: RenderJob) -> list[Record]:
@@ -306,7 +309,8 @@ class _RenderWorker:
             try:
                 image, mirrored = views.render(view, opts)
                 write_image_atomic(self.out / rel, image, jpeg_quality=opts.jpeg_quality)
-                records.append(self._record(job, view, rel, STATUS_OK, mirrored=mirrored))
+                points = five_points(views.face_points(view, opts))
+                records.append(self._record(job, view, rel, STATUS_OK, mirrored=mirrored, points=points))
             except Exception as exc:  # one bad view must not stop the others
                 records.append(self._record(job, view, None, STATUS_ERROR, f"{type(exc).__name__}: {exc}"))
         return records
