@@ -22,6 +22,7 @@ from uvaug.io import MANIFEST_NAME, read_manifest
 from uvaug.pipeline import PipelineOptions, SettingsMismatchError, run_pipeline
 from uvaug.pipeline.run import PipelineInputError
 from uvaug.pipeline.state import ManifestState
+from uvaug.render.align import arcface_matrix
 from uvaug.render.grid import pose_grid
 from uvaug.render.run import RenderOptions
 from uvaug.render.sheet import ROW_LABEL_WIDTH
@@ -102,6 +103,10 @@ def test_ok_inputs_get_every_view_aligned_and_the_original(model_run):
         for rel in rec["outputs"]:
             image = cv2.imread(str(out / rel))
             assert image is not None and image.shape == (112, 112, 3)
+        # every view's five points, in its crop: the least-squares fit onto the template is the identity
+        assert list(rec["points"]) == rec["outputs"][: len(VIEWS)]
+        for points in rec["points"].values():
+            np.testing.assert_allclose(arcface_matrix(np.array(points)), np.eye(2, 3), atol=0.02)
     (astro,) = [r for r in ok if r["input"] == "id_salted/astronaut.jpg"]
     assert astro["outputs"][:3] == [f"id_salted/astronaut_y{y:+03d}_p+00.jpg" for y in (-30, 0, 30)]
     assert "id_salted/astronaut.jpg" in astro["outputs"]

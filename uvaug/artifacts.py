@@ -46,8 +46,9 @@ COMPLETE_MANIFEST_FIELDS = ("input", "status", "message", "output", "known", "me
 #: Keys of every pipeline manifest line: ``input`` (path relative to the input folder), ``status``,
 #: ``reason`` (a short fixed phrase to count by: :data:`PIPELINE_REASONS`), ``message`` (the details),
 #: ``faces`` (fitted), ``pose`` (fitted [yaw, pitch, roll] per face), ``views`` (views written), ``outputs``
-#: (paths relative to the output folder) and ``mirrored`` (those of the outputs rendered from the mirrored
-#: photo: the person's mirror image, see :data:`uvaug.render.run.MIRROR_BEYOND`).
+#: (paths relative to the output folder), ``mirrored`` (those of the outputs rendered from the mirrored
+#: photo: the person's mirror image, see :data:`uvaug.render.run.MIRROR_BEYOND`) and ``points`` (each view
+#: output's five ArcFace points in its own pixels, by path: eye centres, nose tip, mouth corners).
 PIPELINE_MANIFEST_FIELDS = (
     "input",
     "status",
@@ -58,6 +59,7 @@ PIPELINE_MANIFEST_FIELDS = (
     "views",
     "outputs",
     "mirrored",
+    "points",
 )
 #: Why a pipeline input is not ``ok``.
 REASON_UNREADABLE = "unreadable image"

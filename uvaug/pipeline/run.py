@@ -140,6 +140,7 @@ def input_record(result: InputResult) -> Record:
     record["outputs"] = outputs
     record["views"] = sum(face.views for face in faces)
     record["mirrored"] = [rel for face in faces for rel in face.mirrored]
+    record["points"] = {rel: points for face in faces for rel, points in face.points.items()}
     if fit.status is not None:
         record.update(status=fit.status, reason=fit.reason, message=fit.message)
         return record
@@ -195,7 +196,7 @@ def run_pipeline(
         def folder_error(rel: PurePosixPath, message: str) -> None:
             rec: Record = dict.fromkeys(PIPELINE_MANIFEST_FIELDS)
             rec.update(input=f"{rel.as_posix()}/", status=STATUS_ERROR, reason=REASON_FOLDER, message=message)
-            rec.update(faces=0, views=0, outputs=[], mirrored=[], pose=[])
+            rec.update(faces=0, views=0, outputs=[], mirrored=[], pose=[], points={})
             record(rec)
 
         def tasks() -> Iterator[InputTask]:

@@ -33,6 +33,7 @@ from uvaug.complete.run import create_completer
 from uvaug.fit.fitter import create_fitter
 from uvaug.io import ImageLoadError, load_image, write_bytes_atomic, write_image_atomic
 from uvaug.pipeline.options import INTERMEDIATES, PipelineOptions, original_output, view_outputs
+from uvaug.render.align import five_points
 from uvaug.render.renderer import gl_context
 from uvaug.render.run import FaceViews, aligned_photo
 from uvaug.runner import describe_error
@@ -79,6 +80,7 @@ class FaceOutcome:
     seconds: float = 0.0
     views: int = 0  # outputs that are views (the rest: the original)
     mirrored: list[str] = field(default_factory=list)  # views rendered from the mirrored photo
+    points: dict[str, list] = field(default_factory=dict)  # each view's five ArcFace points, by output
 
 
 @dataclass
@@ -223,6 +225,7 @@ class PipelineWorker:
                 result.reason = result.reason or REASON_WRITE
                 continue
             result.outputs.append(rel)
+            result.points[rel] = np.round(five_points(views.face_points(view, opts)), 2).tolist()
             if mirrored:
                 result.mirrored.append(rel)
         result.views = len(result.outputs)
