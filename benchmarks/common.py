@@ -33,6 +33,14 @@ def utkface_names(data: Path, limit: int | None, splits: Sequence[str] = ("val.t
     return names[:limit]
 
 
+def write_image_list(path: Path, data: Path, names: Sequence[str]) -> Path:
+    """A list file (one absolute image path per line, as ``uvaug fit`` reads lists) of the named UTKFace
+    images; returns ``path``."""
+    images = data.resolve() / "images"
+    path.write_text("".join(f"{images / name}\n" for name in names), encoding="utf-8")
+    return path
+
+
 def steady_rate(stamps: Sequence[float], warmup: float, counts: Sequence[int] | None = None) -> float:
     """Items per second after the first ``warmup`` fraction of results (pool and model start-up excluded).
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import add_utkface_argument, steady_rate, utkface_names
+from common import add_utkface_argument, steady_rate, utkface_names, write_image_list
 
 from uvaug.fit.run import fit_inputs
 from uvaug.io import discover_inputs
@@ -70,9 +70,7 @@ def main() -> None:
     header = "workers  images  seconds  images/s  steady/s  faces  statuses"  # names as wide as the columns
     rows = []
     with tempfile.TemporaryDirectory(prefix="uvaug-fit-inputs-") as tmp:
-        list_file = Path(tmp) / "images.txt"
-        images = args.data.resolve() / "images"
-        list_file.write_text("".join(f"{images / name}\n" for name in names), encoding="utf-8")
+        list_file = write_image_list(Path(tmp) / "images.txt", args.data, names)
         for workers in args.workers:
             r = run_once(list_file, workers)
             rows.append(

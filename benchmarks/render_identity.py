@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import add_utkface_argument, utkface_names
+from common import add_utkface_argument, utkface_names, write_image_list
 from render_pose_fidelity import choose_texture
 
 from uvaug.artifacts import FaceFit
@@ -133,9 +133,7 @@ def main() -> None:
     own_pose = RenderOptions(views=(), relative=True)
     with tempfile.TemporaryDirectory(prefix="uvaug-identity-") as tmp_name:
         tmp = Path(tmp_name)
-        list_file = tmp / "inputs.txt"
-        images = args.data.resolve() / "images"
-        list_file.write_text("".join(f"{images / name}\n" for name in names), encoding="utf-8")
+        list_file = write_image_list(tmp / "inputs.txt", args.data, names)
         start = time.perf_counter()
         fit_inputs(discover_inputs(list_file), tmp / "fits", workers=args.workers)
         records = [

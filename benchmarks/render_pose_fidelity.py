@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from common import add_utkface_argument, utkface_names
+from common import add_utkface_argument, utkface_names, write_image_list
 from fit_pose_aflw import yaw_readings
 
 from uvaug.complete.run import create_completer
@@ -129,9 +129,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="uvaug-pose-fidelity-") as tmp_name:
         tmp = Path(tmp_name)
-        list_file = tmp / "inputs.txt"
-        images = args.data.resolve() / "images"
-        list_file.write_text("".join(f"{images / name}\n" for name in names), encoding="utf-8")
+        list_file = write_image_list(tmp / "inputs.txt", args.data, names)
 
         start = time.perf_counter()
         fit_report = fit_inputs(discover_inputs(list_file), tmp / "fits", workers=args.workers)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import cv2
-from common import add_utkface_argument, steady_rate, utkface_names
+from common import add_utkface_argument, steady_rate, utkface_names, write_image_list
 
 from uvaug.fit.run import fit_inputs
 from uvaug.io import discover_inputs
@@ -125,9 +125,8 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="uvaug-render-bench-fits-") as tmp_name:
         tmp = Path(tmp_name)
-        images = args.data.resolve() / "images"
-        (tmp / "val.txt").write_text("".join(f"{images / name}\n" for name in names), encoding="utf-8")
-        fit_report = fit_inputs(discover_inputs(tmp / "val.txt"), tmp / "fits", workers=max(args.workers))
+        list_file = write_image_list(tmp / "val.txt", args.data, names)
+        fit_report = fit_inputs(discover_inputs(list_file), tmp / "fits", workers=max(args.workers))
         print(f"fitted {fit_report.faces} faces (untimed)", flush=True)
         print(f"load average before: {load()}", flush=True)
         best: dict[tuple[str, int], dict] = {}
