@@ -15,7 +15,7 @@ Every image is embedded by dlib's ResNet face-recognition model (128-D; 99.38% o
 own rule (``get_face_chip``: 150x150, padding 0.25) from five points taken from the mesh (the four eye
 corners and the bottom of the nose: vertices 263, 362, 33, 133, 2, which land within about 2 px of dlib's own
 5-point predictor on these photos): the photo by the fit's mesh, each render by the turned mesh
-(:meth:`uvaug.render.run.FaceViews.face_points`), so no view is lost to a detector that does not find
+(:meth:`uvaug.render.run.FaceViews.render_view`), so no view is lost to a detector that does not find
 profiles, and every image is aligned by the same rule.
 
 Per view, for each texture: ``genuine``, the mean cosine similarity of a render to its own photo;
@@ -157,12 +157,12 @@ def main() -> None:
             for texture, uv_dir in uv_dirs.items():
                 face = FaceViews(fit, read_texture((uv_dir or tmp / "fits") / str(rec["uv"])), photo)
                 if texture == args.textures[0]:
-                    image, _ = face.render(View(0.0, 0.0), own_pose)
-                    own.append(embed(image, dlib_points(face.face_points(View(0.0, 0.0), own_pose))))
+                    shown = face.render_view(View(0.0, 0.0), own_pose)
+                    own.append(embed(shown.image, dlib_points(shown.points)))
                 for view in views:
-                    image, _ = face.render(view, whole)
-                    rendered[texture][view].append(embed(image, dlib_points(face.face_points(view, whole))))
-        count = len(records) * (2 + len(views) * len(args.textures)) + len(records)
+                    shown = face.render_view(view, whole)
+                    rendered[texture][view].append(embed(shown.image, dlib_points(shown.points)))
+        count = len(records) * (3 + len(views) * len(args.textures))  # photo, mirrored, own pose, views
         print(f"render + embed: {count} images in {time.perf_counter() - start:.1f} s", flush=True)
 
     photos_arr = np.array(photos)

@@ -102,23 +102,23 @@ def test_a_far_view_of_a_turned_face_is_its_mirror_image_turned_less(fitter, tur
     assert not direct_faces or abs(direct_faces[0].fit.yaw + 30.0) > abs(read + 30.0) + 4.0
 
 
-def test_face_points_are_where_the_render_draws_the_face(fitter, turned):
+def test_a_views_points_are_where_it_draws_the_face(fitter, turned):
     """At the photo's pose the points are the fit's own; in a view drawn from the mirrored photo they are
     where a fit of that render finds the face; in an aligned crop the five points sit on the template."""
     photo, face = turned
     views = FaceViews(face.fit, face.uv, photo)
-    own = views.face_points(View(0.0, 0.0), RenderOptions(views=(), relative=True))
+    own = views.render_view(View(0.0, 0.0), RenderOptions(views=(), relative=True)).points
     assert np.abs(own - face.fit.vertices[:, :2]).max() < 1e-3
     whole = RenderOptions(views=())
-    far, mirrored = views.render(View(-30.0, 0.0), whole)
-    assert mirrored
-    points = views.face_points(View(-30.0, 0.0), whole)
-    found = fitter(np.ascontiguousarray(far))[0].fit.vertices[:, :2]
+    far = views.render_view(View(-30.0, 0.0), whole)
+    assert far.mirrored
+    points = far.points
+    found = fitter(np.ascontiguousarray(far.image))[0].fit.vertices[:, :2]
     height = np.ptp(points[:, 1])
     # far from the refit's points, were the mirrored photo's frame taken for the photo's (x -> width - x)
     assert np.median(np.linalg.norm(points - found, axis=1)) < 0.02 * height  # measured 0.005; flipped 0.45
     aligned = RenderOptions(views=(), align="arcface")
-    crop_points = five_points(views.face_points(View(-30.0, 0.0), aligned))
+    crop_points = five_points(views.render_view(View(-30.0, 0.0), aligned).points)
     matrix = arcface_matrix(five_points(points))
     assert np.allclose(crop_points, five_points(points) @ matrix[:, :2].T + matrix[:, 2], atol=1e-6)
     # eyes and mouth corners on the template; the nose of a turned face sits off the frontal template's

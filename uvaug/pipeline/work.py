@@ -33,7 +33,6 @@ from uvaug.complete.run import create_completer
 from uvaug.fit.fitter import create_fitter
 from uvaug.io import ImageLoadError, load_image, write_bytes_atomic, write_image_atomic
 from uvaug.pipeline.options import INTERMEDIATES, PipelineOptions, original_output, view_outputs
-from uvaug.render.align import five_points
 from uvaug.render.renderer import gl_context
 from uvaug.render.run import FaceViews, aligned_photo
 from uvaug.runner import describe_error
@@ -213,20 +212,20 @@ class PipelineWorker:
             opts.views, view_outputs(stem, work.face, opts.views, opts.extension), strict=True
         ):
             try:
-                image, mirrored = views.render(view, opts)
+                rendered = views.render_view(view, opts)
             except Exception as exc:
                 result.errors.append(f"{view.tag.lstrip('_')}: {describe_error(exc)}")
                 result.reason = result.reason or REASON_RENDER
                 continue
             try:
-                write_image_atomic(self.out / rel, image, jpeg_quality=opts.jpeg_quality)
+                write_image_atomic(self.out / rel, rendered.image, jpeg_quality=opts.jpeg_quality)
             except (OSError, ValueError) as exc:
                 result.errors.append(f"write failed: {exc}")
                 result.reason = result.reason or REASON_WRITE
                 continue
             result.outputs.append(rel)
-            result.points[rel] = np.round(five_points(views.face_points(view, opts)), 2).tolist()
-            if mirrored:
+            result.points[rel] = rendered.manifest_points()
+            if rendered.mirrored:
                 result.mirrored.append(rel)
         result.views = len(result.outputs)
         try:

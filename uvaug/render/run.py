@@ -186,6 +186,21 @@ def renders_mirrored(fit: FaceFit, view: View, options: RenderOptions) -> bool:
     return turn > options.mirror_beyond and turn - mirrored_turn >= MIRROR_MIN_SAVING
 
 
+@dataclass(frozen=True)
+class RenderedView:
+    """One rendered view of a face and where the face lies in it."""
+
+    image: np.ndarray
+    mirrored: bool  # rendered from the mirrored photo (:func:`renders_mirrored`)
+    # (468, 2) the mesh's vertices in the image's pixels (x right, y down), hidden ones included: landmarks
+    # for aligning the view to any other template
+    points: np.ndarray
+
+    def manifest_points(self) -> list[list[float]]:
+        """The five ArcFace points (:func:`uvaug.render.align.five_points`) as the manifests give them."""
+        return np.round(five_points(self.points), 2).tolist()
+
+
 class FaceViews:
     """One fitted face, ready to render at any view: the scene of its photo and, made when a view first
     needs it, that of the mirrored photo (:func:`renders_mirrored`)."""
@@ -210,40 +225,27 @@ class FaceViews:
             self._mirrored = fit, renderer
         return self._mirrored
 
-    def _turn(self, view: View, options: RenderOptions) -> tuple[HeadRenderer, np.ndarray, np.ndarray, bool]:
-        """The scene a view is rendered from, its head rotation, the turned face (GL frame) and whether the
-        scene is the mirrored photo's."""
+    def render_view(self, view: View, options: RenderOptions) -> RenderedView:
+        """One view (the whole photo, or a crop aligned to the ArcFace template), whether it was rendered
+        from the mirrored photo, and where it draws the mesh's vertices."""
         mirrored = renders_mirrored(self.fit, view, options)
         fit, renderer = self.mirrored() if mirrored else (self.fit, self.renderer)
         # absolute angles, as this photo's fit reads them: the mirrored fit turns to the same pose
         rotation = target_rotation(fit, *view_angles(self.fit, view.yaw, view.pitch, options.relative))
-        return renderer, rotation, renderer.head.face_at(rotation), mirrored
-
-    @staticmethod
-    def _crop_matrix(face: np.ndarray, options: RenderOptions) -> np.ndarray | None:
-        """2x3 similarity from photo pixels to the aligned crop; None for whole photos."""
-        if options.align != "arcface":
-            return None
-        return arcface_matrix(five_points(face * TO_GL), options.size)
+        face = renderer.head.face_at(rotation)
+        points = (face * TO_GL)[:, :2]  # photo pixels
+        if options.align == "arcface":
+            matrix = arcface_matrix(five_points(points), options.size)
+            camera = Camera.from_similarity(matrix, options.size, options.size)
+            points = points @ matrix[:, :2].T + matrix[:, 2]
+        else:
+            camera = Camera.whole_photo(*(int(v) for v in fit.image_size))
+        return RenderedView(renderer.render(rotation, camera, options.background, face), mirrored, points)
 
     def render(self, view: View, options: RenderOptions) -> tuple[np.ndarray, bool]:
-        """One view (the whole photo, or a crop aligned to the ArcFace template) and whether it was rendered
-        from the mirrored photo."""
-        renderer, rotation, face, mirrored = self._turn(view, options)
-        matrix = self._crop_matrix(face, options)
-        if matrix is not None:
-            camera = Camera.from_similarity(matrix, options.size, options.size)
-        else:
-            camera = Camera.whole_photo(*(int(v) for v in renderer.head.image_size))
-        return renderer.render(rotation, camera, options.background, face), mirrored
-
-    def face_points(self, view: View, options: RenderOptions) -> np.ndarray:
-        """(468, 2) where the mesh's vertices fall in the view :meth:`render` draws (pixels, x right, y
-        down), hidden ones included: landmarks for aligning a render to any other template."""
-        _, _, face, _ = self._turn(view, options)
-        points = (face * TO_GL)[:, :2]
-        matrix = self._crop_matrix(face, options)
-        return points if matrix is None else points @ matrix[:, :2].T + matrix[:, 2]
+        """One view and whether it was rendered from the mirrored photo (:meth:`render_view`)."""
+        rendered = self.render_view(view, options)
+        return rendered.image, rendered.mirrored
 
 
 def aligned_photo(photo: np.ndarray, views: FaceViews, size: int) -> np.ndarray:
@@ -272,7 +274,7 @@ class _RenderWorker:
         status: str,
         message: str = "",
         mirrored: bool | None = None,
-        points: np.ndarray | None = None,
+        points: list[list[float]] | None = None,
     ) -> Record:
         return {
             "input": job.input,
@@ -285,7 +287,7 @@ class _RenderWorker:
             "output": rel,
             "mirrored": mirrored,  # rendered from the mirrored photo (null: not rendered)
             # the five ArcFace points in the output image (null: not rendered), for other alignments
-            "points": None if points is None else np.round(points, 2).tolist(),
+            "points": points,
         }
 
     def __call__(self, job: RenderJob) -> list[Record]:
@@ -307,10 +309,12 @@ class _RenderWorker:
         records = []
         for view, rel in job.outputs:
             try:
-                image, mirrored = views.render(view, opts)
-                write_image_atomic(self.out / rel, image, jpeg_quality=opts.jpeg_quality)
-                points = five_points(views.face_points(view, opts))
-                records.append(self._record(job, view, rel, STATUS_OK, mirrored=mirrored, points=points))
+                rendered = views.render_view(view, opts)
+                write_image_atomic(self.out / rel, rendered.image, jpeg_quality=opts.jpeg_quality)
+                points = rendered.manifest_points()
+                records.append(
+                    self._record(job, view, rel, STATUS_OK, mirrored=rendered.mirrored, points=points)
+                )
             except Exception as exc:  # one bad view must not stop the others
                 records.append(self._record(job, view, None, STATUS_ERROR, f"{type(exc).__name__}: {exc}"))
         return records
