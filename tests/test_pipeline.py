@@ -175,6 +175,30 @@ def test_changed_settings_are_refused_unless_overwrite(dataset, tmp_path: Path):
     assert report.processed == 1 and report.views == 1
 
 
+def test_sample_draws_the_views_render_draws_and_a_rerun_keeps_the_draw(tmp_path: Path, astronaut, hopper):
+    src = tmp_path / "faces"
+    for name, photo in (("a/astronaut.jpg", astronaut), ("b/hopper.jpg", hopper)):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo).save(src / name)
+    grid = tuple(pose_grid([-40.0, -20.0, 0.0, 20.0, 40.0], [-20.0, 0.0, 20.0]))
+    sampled = RenderOptions(views=grid, align="arcface", sample=2, seed=5)
+    out = tmp_path / "out"
+    report = run_pipeline(src, out, _options(render=sampled), workers=1)
+    assert report.statuses == {"ok": 2} and report.views == 4
+    for name, rec in _latest(out).items():
+        stem = name.rsplit(".", 1)[0]
+        assert rec["outputs"] == [f"{stem}{view.tag}.jpg" for view in sampled.views_of(name, 0)]
+    settings = json.loads((out / "pipeline.json").read_text())["settings"]["render"]
+    assert (settings["sample"], settings["seed"]) == (2, 5)
+    with pytest.raises(SettingsMismatchError, match=r"render\.seed"):
+        run_pipeline(src, out, _options(render=RenderOptions(views=grid, align="arcface", sample=2, seed=6)))
+    # the sheet: the input, then one column per drawn view
+    sheet = cv2.imread(str(out / "sheet.png"))
+    assert sheet.shape[1] == ROW_LABEL_WIDTH + 3 * 160
+    # runs without --sample record no sample or seed, as runs made before the option did
+    assert "sample" not in _options().settings()["render"] and "seed" not in _options().settings()["render"]
+
+
 def test_output_folder_inside_the_input_is_excluded_and_overlaps_refused(tmp_path: Path, astronaut):
     src = tmp_path / "faces"
     (src / "a").mkdir(parents=True)

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from uvaug.render.grid import MAX_ANGLES, GridError, View, parse_angles, pose_grid, view_output_name
+from uvaug.render.grid import (
+    MAX_ANGLES,
+    GridError,
+    View,
+    parse_angles,
+    pose_grid,
+    sample_views,
+    view_output_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -128,3 +137,33 @@ def test_view_output_name():
         view_output_name("img", -1, view, "png")
     with pytest.raises(ValueError, match="extension"):
         view_output_name("img", 0, view, "")
+
+
+GRID = pose_grid(parse_angles("-75:75:5"), parse_angles("-20:20:10"))  # 31 x 5 = 155 views
+
+
+def test_sample_views_draws_a_subset_in_grid_order_the_same_every_time():
+    drawn = sample_views(GRID, 3, "people/a.jpg#0", seed=0)
+    assert len(drawn) == 3 and len(set(drawn)) == 3
+    assert [GRID.index(v) for v in drawn] == sorted(GRID.index(v) for v in drawn)
+    assert sample_views(GRID, 3, "people/a.jpg#0", seed=0) == drawn
+    assert sample_views(tuple(GRID), 3, "people/a.jpg#0", seed=0) == drawn
+
+
+def test_sample_views_differ_between_faces_and_seeds():
+    draws = {sample_views(GRID, 2, f"id{k}/img.jpg#0") for k in range(200)}
+    # 200 faces drawing 2 of 155 views: nearly every face gets its own pair
+    assert len(draws) > 190
+    # ... and every view is used about equally (400 draws over 155 views: no view more than ~4x the mean)
+    counts = np.bincount([GRID.index(v) for d in draws for v in d], minlength=len(GRID))
+    assert (counts > 0).sum() > 0.8 * len(GRID) and counts.max() <= 10
+    assert sample_views(GRID, 3, "a.jpg#0", seed=1) != sample_views(GRID, 3, "a.jpg#0", seed=0)
+    assert sample_views(GRID, 3, "a.jpg#1") != sample_views(GRID, 3, "a.jpg#0")
+
+
+def test_sample_views_all_or_error():
+    assert sample_views(GRID, None, "a.jpg#0") == tuple(GRID)
+    assert sample_views(GRID[:4], 4, "a.jpg#0") == tuple(GRID[:4])
+    assert sample_views(GRID[:4], 9, "a.jpg#0") == tuple(GRID[:4])
+    with pytest.raises(ValueError, match="at least 1 view"):
+        sample_views(GRID, 0, "a.jpg#0")

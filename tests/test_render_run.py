@@ -115,6 +115,45 @@ def test_cli_renders_every_face_and_view_mirroring_the_inputs(fits: Path, tmp_pa
         np.testing.assert_allclose(cell.mean((0, 1)), expected, atol=2)
 
 
+def test_sample_renders_each_faces_own_draw_resumes_it_and_sheets_it(fits: Path, tmp_path: Path):
+    """--sample 2 of a 5 x 3 grid: each face gets its own 2 views (RenderOptions.views_of, the pipeline's
+    draw too), a rerun finds them done, and the sheet has one column per drawn view, each cell its view."""
+    out, sheet = tmp_path / "out", tmp_path / "sheet.png"
+    args = ["render", fits, "-o", out, "-w", "1", "--yaw", "-40:40:20", "--pitch", "-20:20:20"]
+    args += ["--sample", "2"]
+    result = invoke(*args, "--sheet", sheet)
+    assert result.exit_code == 0, result.output
+    assert "2 of 15 (drawn per face, seed 0)" in result.stderr
+    grid = tuple(View(float(y), float(p)) for y in (-40, -20, 0, 20, 40) for p in (-20, 0, 20))
+    options = RenderOptions(views=grid, sample=2)
+    drawn = {stem: options.views_of(f"{SUB}/{stem}.jpg", 0) for stem in STEMS}
+    assert drawn["astronaut"] != drawn["hopper"]  # (for these two names and seed 0)
+    expected = {f"{SUB}/{stem}{view.tag}.jpg" for stem in STEMS for view in drawn[stem]}
+    assert rendered_files(out) == expected
+    assert {rec["output"] for rec in manifest_by_output(out).values()} == expected
+
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "resuming: 4 views already rendered" in result.stderr and rendered_files(out) == expected
+    result = invoke(*args, "--seed", "3")  # another draw adds its own views beside the first
+    assert result.exit_code == 0, result.output
+    reseeded = RenderOptions(views=grid, sample=2, seed=3)
+    assert rendered_files(out) == expected | {
+        f"{SUB}/{stem}{view.tag}.jpg" for stem in STEMS for view in reseeded.views_of(f"{SUB}/{stem}.jpg", 0)
+    }
+
+    image = cv2.imread(str(sheet), cv2.IMREAD_COLOR)[..., ::-1]
+    assert image.shape == (HEADER_HEIGHT + 2 * SHEET_CELL, ROW_LABEL_WIDTH + 3 * SHEET_CELL, 3)
+    for row, stem in enumerate(STEMS):
+        top = HEADER_HEIGHT + row * SHEET_CELL
+        for column, view in enumerate(drawn[stem], start=1):
+            left = ROW_LABEL_WIDTH + column * SHEET_CELL
+            cell = image[top : top + SHEET_CELL // 2, left : left + SHEET_CELL]  # above the view's mark
+            own = contact_sheet([("", [read_rgb(out / SUB / f"{stem}{view.tag}.jpg")])], [""])
+            expected_cell = own[HEADER_HEIGHT : HEADER_HEIGHT + SHEET_CELL // 2, ROW_LABEL_WIDTH:]
+            assert np.abs(cell.astype(int) - expected_cell).mean() < 3, (stem, view)
+
+
 def test_background_none_writes_rgba_png(fits: Path, tmp_path: Path):
     out = tmp_path / "rgba"
     result = invoke("render", fits, "-o", out, "--yaw", "30", "--background", "none", "-w", "1")
@@ -299,6 +338,7 @@ def _usage_cases(tmp_path: Path, fits: Path) -> dict[str, tuple[Path, list[objec
         "missing fits folder": (nope, [], f"fit folder not found: {nope}"),
         "not a fit output": (photos, [], f"{photos} is not a fit output folder (no manifest.jsonl)"),
         "missing uv folder": (fits, ["--uv", no_uv], f"UV folder not found: {no_uv}"),
+        "sample of 0": (fits, ["--sample", "0"], "Invalid value for '--sample'"),
     }
 
 
@@ -311,6 +351,7 @@ def _usage_cases(tmp_path: Path, fits: Path) -> dict[str, tuple[Path, list[objec
         "missing fits folder",
         "not a fit output",
         "missing uv folder",
+        "sample of 0",
     ],
 )
 def test_usage_errors_exit_2_with_one_line_before_any_work(case: str, fits: Path, tmp_path: Path):

@@ -139,7 +139,7 @@ def demo_command(
     options = RenderOptions(views=views)
     render_fits(plan_render(fits, renders, options, uv_dir=completed, overwrite=True), renders, options)
     sheet = output / "sheet.png"
-    write_sheet(renders, sheet, views, photos=fit_photos(fits))
+    write_sheet(renders, sheet, options, photos=fit_photos(fits))
     console.print(f"render: {len(views)} views -> {renders}; contact sheet {sheet}")
     console.print(f"results: {output} (fit/: UV maps, fits, GLB meshes; completed/; render/; sheet.png)")
     print(output)

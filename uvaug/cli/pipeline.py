@@ -21,6 +21,8 @@ from uvaug.cli.render import (
     PitchOption,
     QualityOption,
     RelativeOption,
+    SampleOption,
+    SeedOption,
     SizeOption,
     YawOption,
     parse_views,
@@ -36,18 +38,20 @@ EPILOG = """[bold]Examples[/]
 
   uvaug pipeline casia/ -o casia-aug/ --align arcface          [dim]# 9 yaws per image, 112x112 crops[/]
   uvaug pipeline faces/ --yaw -45,45 --pitch -20:20:20 --include-original
+  uvaug pipeline casia/ --yaw -75:75:5 --pitch -20:20:10 --sample 2   [dim]# 2 random poses per image[/]
   uvaug pipeline faces/ -o out/ --method symmetric -w 8        [dim]# no network: mirror + smooth fill[/]
   uvaug pipeline /shared/vggface2/ -o /shared/aug/ --executor ray --ray-address auto   [dim]# a Ray cluster[/]
 
 Every image under IMAGES (identity folders or any layout) is fitted, its UV map completed (the shipped model
-on ONNX Runtime, CUDA when present, in batches) and rendered at every yaw x pitch; the stages overlap, so all
-cores stay busy. Outputs mirror the input folders: [cyan]OUT/<identity>/<image>_y+30_p+00.jpg[/], plus
-[cyan]manifest.jsonl[/] (a line per input: status, reason, fitted pose, outputs, and which outputs were
-rendered from the mirrored photo: a face turned far one way is shown far the other way as its mirror image,
-not turned through 90 degrees; [cyan]--no-mirror[/] turns it anyway), [cyan]report.json[/]
-(counts per status and reason, time per stage, peak memory) and [cyan]sheet.png[/] (a contact sheet).
-Interrupt it at any time (Ctrl-C, kill -9) and run the same command again: it continues where it stopped;
-failed inputs are retried. A rerun must use the same settings (they are kept in pipeline.json).
+on ONNX Runtime, CUDA when present, in batches) and rendered at every yaw x pitch (with [cyan]--sample N[/],
+at N of them drawn per image); the stages overlap, so all cores stay busy. Outputs mirror the input
+folders: [cyan]OUT/<identity>/<image>_y+30_p+00.jpg[/], plus [cyan]manifest.jsonl[/] (a line per input:
+status, reason, fitted pose, outputs, and which outputs were rendered from the mirrored photo: a face turned
+far one way is shown far the other way as its mirror image, not turned through 90 degrees;
+[cyan]--no-mirror[/] turns it anyway), [cyan]report.json[/] (counts per status and reason, time per stage,
+peak memory) and [cyan]sheet.png[/] (a contact sheet). Interrupt it at any time (Ctrl-C, kill -9) and run
+the same command again: it continues where it stopped; failed inputs are retried. A rerun must use the same
+settings (they are kept in pipeline.json).
 
 [bold]--executor ray[/] (pip install 'uvaug\\[ray]') runs the same stages as Ray Data actor pools on a Ray
 cluster (--ray-address, or $RAY_ADDRESS, else a local Ray instance), completion on the cluster's GPUs when
@@ -81,6 +85,8 @@ def pipeline_command(
     size: SizeOption = 112,
     quality: QualityOption = 95,
     mirror: MirrorOption = True,
+    sample: SampleOption = None,
+    seed: SeedOption = 0,
     include_original: Annotated[
         bool,
         typer.Option(
@@ -164,6 +170,8 @@ def pipeline_command(
             size=size,
             jpeg_quality=quality,
             mirror_beyond=MIRROR_BEYOND if mirror else None,
+            sample=sample,
+            seed=seed,
         ),
         fit=FitOptions(faces=faces.value, min_face_size=min_face_size, min_score=min_score),
         method=method.value,

@@ -18,9 +18,12 @@ EPILOG = """[bold]Examples[/]
   uvaug render photos-fit/ --yaw -60:60:15               [dim]# 9 views per face, whole photos[/]
   uvaug render photos-fit/ --uv photos-fit-completed/ --yaw -45,0,45 --pitch -20:20:20 --align arcface
   uvaug render fits/ --yaw 30 --relative --background none   [dim]# 30 degrees more than fitted, RGBA[/]
+  uvaug render fits/ --yaw -75:75:5 --pitch -20:20:10 --sample 3   [dim]# 3 of 155 poses per face[/]
 
 Angles are degrees (yaw > 0: nose towards the image's right; pitch > 0: chin up), as START:STOP:STEP (STOP
-included when on the grid) or comma lists; every yaw is combined with every pitch. Outputs mirror the input
+included when on the grid) or comma lists; every yaw is combined with every pitch, and [cyan]--sample N[/]
+keeps N of those views per face, a different draw for each face (set by [cyan]--seed[/] and the input's
+path, so reruns and [bold]uvaug pipeline[/] over the same images draw the same). Outputs mirror the input
 folders: [cyan]<stem>_y+30_p-10.jpg[/] (PNG with --background none), faces after the first as
 [cyan]<stem>.f<k>_y+30_p-10.jpg[/], and [cyan]manifest.jsonl[/] (a line per face and view). Reruns skip views
 already rendered. Without --uv the fit's own incomplete UV maps are used, so unseen parts of the face show as
@@ -67,6 +70,16 @@ MirrorOption = Annotated[
     ),
 ]
 QualityOption = Annotated[int, typer.Option(help="JPEG quality.", min=1, max=100)]
+SampleOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Render only N of the yaw x pitch views per face, drawn at random for each face (the same on "
+        "every run) \\[default: every view].",
+        min=1,
+        show_default=False,
+    ),
+]
+SeedOption = Annotated[int, typer.Option(help="Seed of the --sample draw.")]
 
 
 def parse_views(yaw: str, pitch: str) -> tuple[View, ...]:
@@ -103,6 +116,8 @@ def render_command(
     size: SizeOption = 112,
     quality: QualityOption = 95,
     mirror: MirrorOption = True,
+    sample: SampleOption = None,
+    seed: SeedOption = 0,
     images: Annotated[
         Path | None,
         typer.Option(help="Folder of the original photos, if they moved since fitting.", show_default=False),
@@ -139,6 +154,8 @@ def render_command(
         size=size,
         jpeg_quality=quality,
         mirror_beyond=MIRROR_BEYOND if mirror else None,
+        sample=sample,
+        seed=seed,
     )
     try:
         plan = plan_render(fits, out, options, uv_dir=uv, images_dir=images, overwrite=overwrite)
@@ -164,7 +181,9 @@ def render_command(
         report = render_fits(plan, out, options, workers=workers, on_result=on_result)
     rows = {
         "faces": plan.faces,
-        "views per face": len(views),
+        "views per face": options.views_per_face
+        if sample is None
+        else f"{options.views_per_face} of {len(views)} (drawn per face, seed {seed})",
         "skipped (done earlier)": report.skipped,
         "rendered faces": report.processed,
         **{f"  {status}": n for status, n in sorted(report.statuses.items())},
@@ -177,7 +196,7 @@ def render_command(
     if sheet is not None:
         from uvaug.render.run import fit_photos, write_sheet
 
-        write_sheet(out, sheet, views, photos=fit_photos(fits, images))
+        write_sheet(out, sheet, options, photos=fit_photos(fits, images))
         rows["contact sheet"] = sheet
     console.print(summary_table("uvaug render", rows))
     print(out)

@@ -37,6 +37,8 @@ class PipelineOptions:
         """What decides the outputs' content and names (not where or how fast they are made)."""
         render = asdict(self.render)
         render["views"] = [[v.yaw, v.pitch] for v in self.render.views]
+        if self.render.sample is None:  # as runs made before --sample recorded them: they resume
+            del render["sample"], render["seed"]
         return {
             "fit": asdict(self.fit),
             "completion": {"method": self.method, "model": Path(self.model).name if self.model else None},

@@ -276,9 +276,8 @@ def _photo_locator(source: Path) -> Callable[[str], Path | None]:
 def write_pipeline_sheet(out: Path, options: PipelineOptions, source: Path | None = None) -> str | None:
     """``sheet.png``: the first finished inputs (manifest order) by the requested views; None if none. With
     the run's ``source`` (a folder or one photo), each row starts with the input photo."""
-    from uvaug.render.run import read_photo, write_views_sheet
+    from uvaug.render.run import SheetCell, grid_columns, read_photo, write_views_sheet
 
-    views = options.render.views
     ext = options.render.extension
     photo_of = _photo_locator(source) if source is not None else None
     rows = []
@@ -287,14 +286,16 @@ def write_pipeline_sheet(out: Path, options: PipelineOptions, source: Path | Non
             continue
         photo = read_photo(photo_of(str(rec["input"]))) if photo_of is not None else None
         mirrored = set(rec.get("mirrored") or ())
-        files = []
-        for view in views:
+        cells = []
+        for view in options.render.views_of(str(rec["input"]), 0):  # a row shows the largest face's views
             rel = next((o for o in rec["outputs"] if o.endswith(f"{view.tag}{ext}")), None)
-            files.append((out / rel if rel else None, rel in mirrored))
-        rows.append((str(rec["input"]), photo, files))
+            cells.append(SheetCell(view, out / rel if rel else None, rel in mirrored))
+        rows.append((str(rec["input"]), photo, cells))
         if len(rows) == SHEET_ROWS:
             break
     if not rows:
         return None
-    write_views_sheet(out / SHEET_NAME, views, rows, with_photos=photo_of is not None)
+    write_views_sheet(
+        out / SHEET_NAME, rows, with_photos=photo_of is not None, views=grid_columns(options.render)
+    )
     return SHEET_NAME

@@ -208,8 +208,9 @@ class PipelineWorker:
             result.reason = REASON_RENDER
             result.seconds = time.perf_counter() - start
             return result
+        face_views = opts.views_of(task.rel, work.face)
         for view, rel in zip(
-            opts.views, view_outputs(stem, work.face, opts.views, opts.extension), strict=True
+            face_views, view_outputs(stem, work.face, face_views, opts.extension), strict=True
         ):
             try:
                 rendered = views.render_view(view, opts)

@@ -8,8 +8,9 @@ stable across machines.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "View",
     "parse_angles",
     "pose_grid",
+    "sample_views",
     "view_output_name",
 ]
 
@@ -126,6 +128,24 @@ def pose_grid(yaws: Iterable[float], pitches: Iterable[float]) -> list[View]:
     """Every (yaw, pitch) pair, yaw-major: all pitches of the first yaw, then of the next."""
     pitch_list = list(pitches)
     return [View(float(yaw), float(pitch)) for yaw in yaws for pitch in pitch_list]
+
+
+def sample_views(views: Sequence[View], count: int | None, key: str, seed: int = 0) -> tuple[View, ...]:
+    """``count`` of ``views`` (in their order), drawn without replacement for the face named ``key``.
+
+    The draw depends only on ``seed`` and ``key`` (uvaug uses the input's relative path and face index), not
+    on the process, the machine or the order faces are met in, so a rerun resumes the same views and the
+    render stage and the pipeline draw alike for the same dataset. ``count`` None, or not below the number
+    of views: every view.
+    """
+    if count is not None and count < 1:
+        raise ValueError(f"a face needs at least 1 view, got {count}")
+    if count is None or count >= len(views):
+        return tuple(views)
+    digest = hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest()
+    rng = np.random.default_rng(int.from_bytes(digest, "little"))
+    chosen = np.sort(rng.choice(len(views), size=count, replace=False))
+    return tuple(views[i] for i in chosen)
 
 
 def view_output_name(stem: str, face: int, view: View, ext: str) -> str:

@@ -21,7 +21,7 @@ from uvaug.io import (
     write_image_atomic,
 )
 from uvaug.render.align import ARCFACE_SIZE, arcface_matrix, five_points
-from uvaug.render.grid import View, view_output_name
+from uvaug.render.grid import View, sample_views, view_output_name
 from uvaug.render.renderer import Background, Camera, HeadRenderer, gl_context
 from uvaug.render.scene import TO_GL, build_head_scene, target_rotation, view_angles
 from uvaug.render.texture import outline_texture
@@ -58,10 +58,21 @@ class RenderOptions:
     size: int = ARCFACE_SIZE  # side of aligned crops
     jpeg_quality: int = 95
     mirror_beyond: float | None = MIRROR_BEYOND  # None: every view turns the photo itself
+    sample: int | None = None  # render only this many of ``views`` per face, drawn per face (None: all)
+    seed: int = 0  # the draw's seed (with ``sample``)
 
     @property
     def extension(self) -> str:
         return ".png" if self.background == "none" else ".jpg"
+
+    @property
+    def views_per_face(self) -> int:
+        return len(self.views) if self.sample is None else min(self.sample, len(self.views))
+
+    def views_of(self, input: str, face: int) -> tuple[View, ...]:
+        """The views of face ``face`` of ``input`` (its path relative to the input root, as manifests give
+        it): all of them, or with ``sample`` its own draw (:func:`uvaug.render.grid.sample_views`)."""
+        return sample_views(self.views, self.sample, f"{input}#{face}", self.seed)
 
 
 @dataclass(frozen=True)
@@ -131,7 +142,7 @@ def plan_render(
         plan.faces += 1
         stem = _fit_stem(str(rec["fit"]), face)
         outputs = []
-        for view in options.views:
+        for view in options.views_of(str(rec["input"]), face):
             rel = (stem.parent / view_output_name(stem.name, face, view, options.extension)).as_posix()
             if not overwrite and (out / rel).is_file():
                 plan.done_views += 1
@@ -371,12 +382,13 @@ def read_photo(path: str | os.PathLike | None) -> np.ndarray | None:
 def write_sheet(
     out: Path,
     sheet_path: Path,
-    views: Sequence[View],
+    options: RenderOptions,
     max_faces: int = 16,
     photos: Mapping[str, str] | None = None,
 ) -> None:
-    """Contact sheet of the first ``max_faces`` rendered faces (sorted by input) by ``views``; with ``photos``
-    (:func:`fit_photos`), the input photo comes first in each row, to compare the views with."""
+    """Contact sheet of the first ``max_faces`` rendered faces (sorted by input) by their views
+    (``options.views_of``); with ``photos`` (:func:`fit_photos`), the input photo comes first in each row, to
+    compare the views with."""
     by_face: dict[tuple[str, int], dict[str, Record]] = {}
     for rec in read_manifest(out / MANIFEST_NAME):
         if rec.get("status") == STATUS_OK and rec.get("output"):
@@ -386,38 +398,63 @@ def write_sheet(
     for (name, face), records in sorted(by_face.items())[:max_faces]:
         if photos is not None and name not in inputs:
             inputs[name] = read_photo(photos.get(name))
-        files = []
-        for view in views:
+        cells = []
+        for view in options.views_of(name, face):
             rec = records.get(view.tag.lstrip("_"))
-            files.append((out / str(rec["output"]), bool(rec.get("mirrored"))) if rec else (None, False))
-        rows.append((name if face == 0 else f"{name} #{face}", inputs.get(name), files))
-    write_views_sheet(sheet_path, views, rows, with_photos=photos is not None)
+            path = out / str(rec["output"]) if rec else None
+            cells.append(SheetCell(view, path, bool(rec and rec.get("mirrored"))))
+        rows.append((name if face == 0 else f"{name} #{face}", inputs.get(name), cells))
+    write_views_sheet(sheet_path, rows, with_photos=photos is not None, views=grid_columns(options))
 
 
-#: One contact sheet row of rendered views: its label, its input photo, and per view the image file (None:
-#: missing) and whether it was rendered from the mirrored photo.
-SheetRow = tuple[str, np.ndarray | None, Sequence[tuple[Path | None, bool]]]
+def grid_columns(options: RenderOptions) -> tuple[View, ...] | None:
+    """A sheet's view columns: the grid, or None when each face has its own sample of it."""
+    return options.views if options.views_per_face == len(options.views) else None
+
+
+@dataclass(frozen=True)
+class SheetCell:
+    """One rendered view on a contact sheet: its pose, its image file (None: missing) and whether it was
+    rendered from the mirrored photo."""
+
+    view: View
+    path: Path | None
+    mirrored: bool = False
+
+
+#: One contact sheet row of rendered views: its label, its input photo, and its views' cells.
+SheetRow = tuple[str, np.ndarray | None, Sequence[SheetCell]]
 
 
 def write_views_sheet(
-    sheet_path: Path, views: Sequence[View], rows: Sequence[SheetRow], with_photos: bool
+    sheet_path: Path, rows: Sequence[SheetRow], with_photos: bool, views: Sequence[View] | None
 ) -> None:
-    """A contact sheet of rendered views (the render stage's and the pipeline's): ``rows`` by ``views``,
-    after an input column of each row's photo when ``with_photos``; mirrored views are marked
-    :data:`MIRROR_MARK`."""
+    """A contact sheet of rendered views (the render stage's and the pipeline's), after an input column of
+    each row's photo when ``with_photos``. ``views``: the columns, each row's cells being those views in
+    that order; None (``--sample``: each face its own views): columns are numbered and every cell is marked
+    with its view. Mirrored views are marked :data:`MIRROR_MARK`."""
     from uvaug.render.sheet import write_contact_sheet
 
     first = 1 if with_photos else 0  # the column of the first view
     cells_by_row = []
     marks: dict[tuple[int, int], str] = {}
-    for row, (label, photo, files) in enumerate(rows):
-        cells = [photo] if with_photos else []
-        for column, (path, mirrored) in enumerate(files, start=first):
-            cells.append(read_rgb(path) if path is not None else None)
-            if mirrored:
-                marks[row, column] = MIRROR_MARK
-        cells_by_row.append((label, cells))
-    labels = [view.label for view in views]
+    for row, (label, photo, cells) in enumerate(rows):
+        images = [photo] if with_photos else []
+        for column, cell in enumerate(cells, start=first):
+            images.append(read_rgb(cell.path) if cell.path is not None else None)
+            mark = [MIRROR_MARK] if cell.mirrored else []
+            if views is None:
+                mark.insert(0, cell.view.label)
+            if mark:
+                marks[row, column] = " ".join(mark)
+        cells_by_row.append((label, images))
+    if views is None:
+        width = max(len(cells) for _, _, cells in rows)
+        labels = [f"view {k}" for k in range(1, width + 1)]
+        for _, images in cells_by_row:  # a face with fewer views than the widest row
+            images.extend([None] * (first + width - len(images)))
+    else:
+        labels = [view.label for view in views]
     columns = [INPUT_COLUMN, *labels] if with_photos else labels
     write_contact_sheet(sheet_path, cells_by_row, columns, marks=marks)
 
