@@ -38,6 +38,24 @@ class Device(StrEnum):
     cuda = "cuda"
 
 
+# The completion options, shared by ``uvaug pipeline`` (defaults stay in each signature).
+MethodOption = Annotated[
+    Method, typer.Option(help="The completion network, or the classical mirror-and-fill baseline.")
+]
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        help="ONNX completion model \\[default: the shipped uv_completion.onnx].",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+DeviceOption = Annotated[
+    Device, typer.Option(help="Where the model runs: CUDA when available (auto), or as told.")
+]
+
+
 def complete_command(
     source: Annotated[
         Path,
@@ -56,22 +74,9 @@ def complete_command(
             show_default=False,
         ),
     ] = None,
-    method: Annotated[
-        Method,
-        typer.Option(help="The completion network, or the classical mirror-and-fill baseline."),
-    ] = Method.model,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            help="ONNX completion model \\[default: the shipped uv_completion.onnx].",
-            show_default=False,
-            dir_okay=False,
-        ),
-    ] = None,
-    device: Annotated[
-        Device, typer.Option(help="Where the model runs: CUDA when available (auto), or as told.")
-    ] = Device.auto,
+    method: MethodOption = Method.model,
+    model: ModelOption = None,
+    device: DeviceOption = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Maps per network call.", min=1, max=4096)] = 16,
     workers: Annotated[
         int | None,

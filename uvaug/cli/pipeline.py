@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from uvaug.cli.complete import Device, Method
+from uvaug.cli.complete import Device, DeviceOption, Method, MethodOption, ModelOption
 from uvaug.cli.console import WorkersOption, console, default_output, fail, progress_bar, summary_table
 from uvaug.cli.fit import FaceSelection, FacesOption, MinFaceSizeOption, MinScoreOption
 from uvaug.cli.render import (
@@ -99,18 +99,9 @@ def pipeline_command(
             "--keep-intermediates", help="Also keep fits and incomplete/completed UV maps in OUT/.uvaug/."
         ),
     ] = False,
-    method: Annotated[Method, typer.Option(help="UV completion: the network, or mirror + smooth fill.")] = (
-        Method.model
-    ),
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            help="ONNX completion model \\[default: the shipped uv_completion.onnx].",
-            show_default=False,
-        ),
-    ] = None,
-    device: Annotated[Device, typer.Option(help="Where the completion model runs.")] = Device.auto,
+    method: MethodOption = Method.model,
+    model: ModelOption = None,
+    device: DeviceOption = Device.auto,
     batch_size: Annotated[
         int,
         typer.Option(
