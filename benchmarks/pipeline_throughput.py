@@ -2,12 +2,14 @@
 
     python benchmarks/pipeline_throughput.py [--data ../shared/data/utkface] [--sizes 100 1000]
                                              [--workers 2] [--method model] [--model FILE.onnx]
-                                             [--executors local ray]
+                                             [--executors local ray] [--yaw SPEC] [--pitch SPEC]
+                                             [--sample N]
 
 For each size N, the first N names of UTKFace's ``splits/val.txt`` then ``train.txt`` (200x200 crops) are
 linked into identity folders (one per UTKFace race label, as a recognition set is laid out) and run through
 the real command, ``uvaug pipeline IN -o OUT --align arcface --yaw -60:60:15`` (9 aligned 112x112 views per
-image, completion by the shipped model unless ``--method``/``--model`` say otherwise), in a fresh process
+image, completion by the shipped model unless ``--method``/``--model`` say otherwise; ``--yaw``, ``--pitch``
+and ``--sample`` pass through to the command), in a fresh process
 and a fresh output folder: worker start-up, model loading, decoding, JPEG encoding and every manifest line
 included. Reported per size: wall time and images/s, views/s, the stages' busy time per item (summed over
 workers, from ``report.json``), the peak of the summed resident memory of the whole process tree (sampled
@@ -71,6 +73,8 @@ def run_once(data: Path, names: list[str], workdir: Path, args: argparse.Namespa
         "arcface",
         "--yaw",
         args.yaw,
+        "--pitch",
+        args.pitch,
         "-w",
         str(args.workers),
         "--method",
@@ -80,6 +84,8 @@ def run_once(data: Path, names: list[str], workdir: Path, args: argparse.Namespa
     ]
     if args.model:
         command += ["--model", str(args.model)]
+    if args.sample:
+        command += ["--sample", str(args.sample)]
     peak = [0.0]
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -112,12 +118,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--yaw", default="-60:60:15")
+    parser.add_argument("--pitch", default="0")
+    parser.add_argument("--sample", type=int, default=None, help="views per image drawn from the grid")
     parser.add_argument("--method", default="model", choices=["model", "symmetric"])
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--executors", nargs="+", default=["local"], choices=["local", "ray"])
     args = parser.parse_args()
     print(
-        f"uvaug pipeline --align arcface --yaw {args.yaw} --method {args.method} -w {args.workers}; "
+        f"uvaug pipeline --align arcface --yaw {args.yaw} --pitch {args.pitch}"
+        f"{f' --sample {args.sample}' if args.sample else ''} --method {args.method} -w {args.workers}; "
         f"load average {os.getloadavg()[0]:.2f}"
     )
     print(
