@@ -182,7 +182,7 @@ def render_command(
     rows = {
         "faces": plan.faces,
         "views per face": options.views_per_face
-        if sample is None
+        if options.views_per_face == len(views)
         else f"{options.views_per_face} of {len(views)} (drawn per face, seed {seed})",
         "skipped (done earlier)": report.skipped,
         "rendered faces": report.processed,
