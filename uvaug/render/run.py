@@ -448,11 +448,8 @@ def write_views_sheet(
             if mark:
                 marks[row, column] = " ".join(mark)
         cells_by_row.append((label, images))
-    if views is None:
-        width = max(len(cells) for _, _, cells in rows)
-        labels = [f"view {k}" for k in range(1, width + 1)]
-        for _, images in cells_by_row:  # a face with fewer views than the widest row
-            images.extend([None] * (first + width - len(images)))
+    if views is None:  # every face has as many views (RenderOptions.views_per_face)
+        labels = [f"view {k}" for k in range(1, len(rows[0][2]) + 1)] if rows else []
     else:
         labels = [view.label for view in views]
     columns = [INPUT_COLUMN, *labels] if with_photos else labels
