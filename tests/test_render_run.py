@@ -259,6 +259,22 @@ def test_missing_uv_map_fails_only_that_face(fits: Path, tmp_path: Path):
     assert rendered_files(out) == {output_name("hopper", yaw) for yaw in (-30, 30)}
 
 
+def test_a_run_that_renders_no_view_still_reports_and_writes_no_sheet(fits: Path, tmp_path: Path):
+    """Every UV map missing: each view is an error in the manifest, the summary says the sheet was not
+    written (there is nothing to show), and the command ends normally, as it does without --sheet."""
+    out, sheet, empty = tmp_path / "out", tmp_path / "sheet.png", tmp_path / "no-maps"
+    empty.mkdir()
+    for sample in ([], ["--sample", "1"]):
+        result = invoke(
+            "render", fits, "-o", out, "-w", "1", "--yaw", "0,30", "--uv", empty, "--sheet", sheet, *sample
+        )
+        assert result.exit_code == 0, result.output
+        assert "not written: no view was rendered" in result.stderr
+        assert not sheet.exists()
+        records = manifest_by_output(out)
+        assert records and all(r["status"] == "error" for r in records.values())
+
+
 def test_missing_photo_fails_only_that_face_and_images_finds_it(fits: Path, tmp_path: Path):
     photo = tmp_path / "photos" / SUB / "hopper.jpg"
     moved = tmp_path / "moved"

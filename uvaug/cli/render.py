@@ -196,7 +196,7 @@ def render_command(
     if sheet is not None:
         from uvaug.render.run import fit_photos, write_sheet
 
-        write_sheet(out, sheet, options, photos=fit_photos(fits, images))
-        rows["contact sheet"] = sheet
+        written = write_sheet(out, sheet, options, photos=fit_photos(fits, images))
+        rows["contact sheet"] = sheet if written else "not written: no view was rendered"
     console.print(summary_table("uvaug render", rows))
     print(out)

@@ -385,10 +385,10 @@ def write_sheet(
     options: RenderOptions,
     max_faces: int = 16,
     photos: Mapping[str, str] | None = None,
-) -> None:
+) -> bool:
     """Contact sheet of the first ``max_faces`` rendered faces (sorted by input) by their views
     (``options.views_of``); with ``photos`` (:func:`fit_photos`), the input photo comes first in each row, to
-    compare the views with."""
+    compare the views with. False, and nothing written, when no face has a rendered view."""
     by_face: dict[tuple[str, int], dict[str, Record]] = {}
     for rec in read_manifest(out / MANIFEST_NAME):
         if rec.get("status") == STATUS_OK and rec.get("output"):
@@ -404,7 +404,10 @@ def write_sheet(
             path = out / str(rec["output"]) if rec else None
             cells.append(SheetCell(view, path, bool(rec and rec.get("mirrored"))))
         rows.append((name if face == 0 else f"{name} #{face}", inputs.get(name), cells))
+    if not rows:
+        return False
     write_views_sheet(sheet_path, rows, with_photos=photos is not None, views=grid_columns(options))
+    return True
 
 
 def grid_columns(options: RenderOptions) -> tuple[View, ...] | None:
@@ -429,10 +432,10 @@ SheetRow = tuple[str, np.ndarray | None, Sequence[SheetCell]]
 def write_views_sheet(
     sheet_path: Path, rows: Sequence[SheetRow], with_photos: bool, views: Sequence[View] | None
 ) -> None:
-    """A contact sheet of rendered views (the render stage's and the pipeline's), after an input column of
-    each row's photo when ``with_photos``. ``views``: the columns, each row's cells being those views in
-    that order; None (``--sample``: each face its own views): columns are numbered and every cell is marked
-    with its view. Mirrored views are marked :data:`MIRROR_MARK`."""
+    """A contact sheet of rendered views (the render stage's and the pipeline's; ``rows`` not empty), after
+    an input column of each row's photo when ``with_photos``. ``views``: the columns, each row's cells being
+    those views in that order; None (``--sample``: each face its own views): columns are numbered and every
+    cell is marked with its view. Mirrored views are marked :data:`MIRROR_MARK`."""
     from uvaug.render.sheet import write_contact_sheet
 
     first = 1 if with_photos else 0  # the column of the first view
@@ -449,7 +452,7 @@ def write_views_sheet(
                 marks[row, column] = " ".join(mark)
         cells_by_row.append((label, images))
     if views is None:  # every face has as many views (RenderOptions.views_per_face)
-        labels = [f"view {k}" for k in range(1, len(rows[0][2]) + 1)] if rows else []
+        labels = [f"view {k}" for k in range(1, len(rows[0][2]) + 1)]
     else:
         labels = [view.label for view in views]
     columns = [INPUT_COLUMN, *labels] if with_photos else labels
