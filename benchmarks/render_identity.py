@@ -43,6 +43,7 @@ from common import add_utkface_argument, utkface_names, write_image_list
 from render_pose_fidelity import choose_texture
 
 from uvaug.artifacts import FaceFit
+from uvaug.fit.mirror import mirror_fit
 from uvaug.fit.run import fit_inputs
 from uvaug.io import MANIFEST_NAME, discover_inputs, load_image, read_manifest
 from uvaug.render.grid import View, parse_angles, pose_grid
@@ -53,8 +54,6 @@ from uvaug.runner import available_cores
 #: Mesh vertices standing for dlib's five points, in dlib's order: the image-right eye's outer and inner
 #: corner, the image-left eye's outer and inner corner, the bottom of the nose.
 DLIB_FIVE = (263, 362, 33, 133, 2)
-#: The same points of a photo flipped left to right: its image-right eye is the mesh's image-left one.
-MIRROR_FIVE = (33, 133, 263, 362, 2)
 #: dlib's rule for "same person": Euclidean distance between descriptors below this.
 DLIB_SAME = 0.6
 TEXTURES = ("model", "symmetric", "incomplete")
@@ -85,9 +84,9 @@ class DlibEmbedder:
         return np.array(self._model.compute_face_descriptor(np.ascontiguousarray(image[..., :3]), shape))
 
 
-def dlib_points(vertices: np.ndarray, order: tuple[int, ...] = DLIB_FIVE) -> np.ndarray:
+def dlib_points(vertices: np.ndarray) -> np.ndarray:
     """(5, 2) dlib points from (468, >=2) mesh vertices in pixels."""
-    return np.asarray(vertices)[list(order), :2]
+    return np.asarray(vertices)[list(DLIB_FIVE), :2]
 
 
 def scores(probes: np.ndarray, photos: np.ndarray, threshold: float) -> str:
@@ -152,8 +151,8 @@ def main() -> None:
             fit = FaceFit.load(tmp / "fits" / str(rec["fit"]))
             photo = load_image(str(rec["path"]))
             photos.append(embed(photo, dlib_points(fit.vertices)))
-            flipped = fit.vertices[:, :2] * [-1, 1] + [photo.shape[1] - 1, 0]
-            mirrored.append(embed(np.ascontiguousarray(photo[:, ::-1]), dlib_points(flipped, MIRROR_FIVE)))
+            flipped = mirror_fit(fit)  # the mirrored photo's fit: its vertices swap sides with their twins
+            mirrored.append(embed(np.ascontiguousarray(photo[:, ::-1]), dlib_points(flipped.vertices)))
             for texture, uv_dir in uv_dirs.items():
                 face = FaceViews(fit, read_texture((uv_dir or tmp / "fits") / str(rec["uv"])), photo)
                 if texture == args.textures[0]:
