@@ -33,6 +33,7 @@ on the images and the code.
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import tempfile
 import time
@@ -89,14 +90,17 @@ def dlib_points(vertices: np.ndarray) -> np.ndarray:
     return np.asarray(vertices)[list(DLIB_FIVE), :2]
 
 
-def scores(probes: np.ndarray, photos: np.ndarray, threshold: float) -> str:
-    """One table line's figures for ``probes[i]`` (descriptors), each of whose own photo is ``photos[i]``."""
+def scores(probes: np.ndarray, photos: np.ndarray, threshold: float, owner: np.ndarray | None = None) -> str:
+    """One table line's figures for ``probes[i]`` (descriptors), each of whose own photo is
+    ``photos[owner[i]]`` (``photos[i]`` without ``owner``)."""
+    owner = np.arange(len(probes)) if owner is None else np.asarray(owner)
     distance = np.linalg.norm(probes[:, None] - photos[None], axis=2)
     cosine = (probes / np.linalg.norm(probes, axis=1, keepdims=True)) @ (
         photos / np.linalg.norm(photos, axis=1, keepdims=True)
     ).T
-    own = np.eye(len(probes), dtype=bool)
-    rank1 = float((distance.argmin(1) == np.arange(len(probes))).mean())
+    own = np.zeros(distance.shape, bool)
+    own[np.arange(len(probes)), owner] = True
+    rank1 = float((distance.argmin(1) == owner).mean())
     same = float((distance[own] < DLIB_SAME).mean())
     false = float((distance[~own] < DLIB_SAME).mean())
     tar = float((cosine[own] > threshold).mean())
@@ -147,20 +151,25 @@ def main() -> None:
         start = time.perf_counter()
         photos, mirrored, own = [], [], []
         rendered: dict[str, dict[View, list[np.ndarray]]] = {t: {v: [] for v in views} for t in args.textures}
+        seen: dict[View, list[float]] = {v: [] for v in views}  # each view's seen share, per face
         for rec in records:
             fit = FaceFit.load(tmp / "fits" / str(rec["fit"]))
             photo = load_image(str(rec["path"]))
             photos.append(embed(photo, dlib_points(fit.vertices)))
             flipped = mirror_fit(fit)  # the mirrored photo's fit: its vertices swap sides with their twins
             mirrored.append(embed(np.ascontiguousarray(photo[:, ::-1]), dlib_points(flipped.vertices)))
+            fit_alpha = read_texture(tmp / "fits" / str(rec["uv"]))[..., 3]  # what the photo showed
             for texture, uv_dir in uv_dirs.items():
-                face = FaceViews(fit, read_texture((uv_dir or tmp / "fits") / str(rec["uv"])), photo)
+                uv = read_texture((uv_dir or tmp / "fits") / str(rec["uv"]))
+                face = FaceViews(fit, uv, photo, seen=fit_alpha)
                 if texture == args.textures[0]:
                     shown = face.render_view(View(0.0, 0.0), own_pose)
                     own.append(embed(shown.image, dlib_points(shown.points)))
                 for view in views:
                     shown = face.render_view(view, whole)
                     rendered[texture][view].append(embed(shown.image, dlib_points(shown.points)))
+                    if texture == args.textures[0]:
+                        seen[view].append(float(shown.seen))
         count = len(records) * (3 + len(views) * len(args.textures))  # photo, mirrored, own pose, views
         print(f"render + embed: {count} images in {time.perf_counter() - start:.1f} s", flush=True)
 
@@ -178,12 +187,50 @@ def main() -> None:
         for view in views:
             probes = np.array(rendered[texture][view])
             print(f"{view.yaw:+4.0f}, {view.pitch:+3.0f}      {scores(probes, photos_arr, threshold)}")
+    print_by_seen(rendered[args.textures[0]], seen, photos_arr, threshold, args.textures[0])
     print(
         "\ngenuine / impostor: mean cosine similarity to the face's own photo / to other faces' photos; "
         f"same / false: share called the same person by dlib's rule (distance < {DLIB_SAME}); "
         "TAR: share above the FAR-1% threshold; rank-1: share whose nearest photo (dlib distance) is their "
         "own"
     )
+
+
+#: Bins of the seen share (:mod:`uvaug.render.seen`) the views of every pose are pooled by.
+SEEN_BINS = (0.0, 0.6, 0.7, 0.8, 0.9, 1.01)
+
+
+def print_by_seen(
+    rendered: dict[View, list[np.ndarray]],
+    seen: dict[View, list[float]],
+    photos: np.ndarray,
+    threshold: float,
+    texture: str,
+) -> None:
+    """The scores of every view pooled by its seen share: how identity follows what the photo showed."""
+    probes = np.array([d for view in rendered for d in rendered[view]])
+    owner = np.array([i for view in rendered for i in range(len(rendered[view]))])
+    share = np.array([s for view in rendered for s in seen[view]])
+    yaws = np.array([abs(view.yaw) for view in rendered for _ in rendered[view]])
+    header = "seen share      views  mean |yaw|  genuine  impostor    same   false     TAR  rank-1"
+    print(f"\nall views by seen share (texture: {texture})\n{header}")
+    for lo, hi in itertools.pairwise(SEEN_BINS):
+        sel = (share >= lo) & (share < hi)
+        if sel.any():
+            label = f"{lo:.1f}-{min(hi, 1.0):.1f}"
+            line = scores(probes[sel], photos, threshold, owner[sel])
+            print(f"{label:<14}  {int(sel.sum()):>5}  {yaws[sel].mean():>10.1f}  {line}")
+    # seen share falls with the turn, and so does identity: within one |yaw|, the views below and above
+    # their median share tell whether the share says more than the pose does
+    header = "|yaw|  half   views  mean seen  genuine  impostor    same   false     TAR  rank-1"
+    print(f"\neach |yaw|'s views split at their median seen share\n{header}")
+    for yaw in sorted(set(yaws)):
+        at = yaws == yaw
+        median = float(np.median(share[at]))
+        for half, sel in (("low", at & (share < median)), ("high", at & (share >= median))):
+            if sel.any():
+                line = scores(probes[sel], photos, threshold, owner[sel])
+                print(f"{yaw:>5.0f}  {half:<4}  {int(sel.sum()):>5}  {share[sel].mean():>9.3f}  {line}")
 
 
 if __name__ == "__main__":

@@ -199,6 +199,34 @@ def test_sample_draws_the_views_render_draws_and_a_rerun_keeps_the_draw(tmp_path
     assert "sample" not in _options().settings()["render"] and "seed" not in _options().settings()["render"]
 
 
+def test_min_seen_leaves_out_the_views_render_leaves_out(tmp_path: Path, astronaut):
+    """The manifest gives each view's seen share and lists the views --min-seen left out; the setting is
+    recorded (and omitted without it, as runs made before the option recorded none)."""
+    src = tmp_path / "faces"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "astronaut.jpg")
+    grid = tuple(pose_grid([-60.0, 0.0, 60.0], [0.0]))
+    out = tmp_path / "all"
+    run_pipeline(src, out, _options(render=RenderOptions(views=grid, align="arcface")), workers=1)
+    (rec,) = _latest(out).values()
+    shares = rec["seen"]
+    assert list(shares) == rec["outputs"] and rec["skipped"] == []
+    frontal = shares["astronaut_y+00_p+00.jpg"]  # the frontal view shows the most: the turns go
+    assert all(share < frontal - 0.01 for name, share in shares.items() if "y+00" not in name)
+
+    limit = frontal - 0.005  # the manifest rounds shares to 3 decimals
+    filtered = RenderOptions(views=grid, align="arcface", min_seen=limit)
+    out = tmp_path / "filtered"
+    report = run_pipeline(src, out, _options(render=filtered), workers=1)
+    (rec,) = _latest(out).values()
+    assert rec["status"] == "ok" and rec["outputs"] == ["astronaut_y+00_p+00.jpg"]
+    assert rec["seen"] == {"astronaut_y+00_p+00.jpg": frontal}
+    assert rec["skipped"] == ["astronaut_y-60_p+00.jpg", "astronaut_y+60_p+00.jpg"]
+    assert report.left_out == 2 and sorted(p.name for p in out.glob("astronaut*")) == rec["outputs"]
+    assert json.loads((out / "pipeline.json").read_text())["settings"]["render"]["min_seen"] == limit
+    assert "min_seen" not in _options().settings()["render"]
+
+
 def test_output_folder_inside_the_input_is_excluded_and_overlaps_refused(tmp_path: Path, astronaut):
     src = tmp_path / "faces"
     (src / "a").mkdir(parents=True)

@@ -154,6 +154,40 @@ def test_sample_renders_each_faces_own_draw_resumes_it_and_sheets_it(fits: Path,
             assert np.abs(cell.astype(int) - expected_cell).mean() < 3, (stem, view)
 
 
+def test_min_seen_leaves_out_views_the_photo_showed_too_little_of(fits: Path, tmp_path: Path):
+    """Every rendered view records its seen share; --min-seen leaves out, as ``skipped``, the views below it
+    (no file), says how many in the summary, and a rerun leaves them out again."""
+    out = tmp_path / "out"
+    args = ["render", fits, "-o", out, "-w", "1", "--yaw", "-60,0,60"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    shares = {key: rec["seen"] for key, rec in manifest_by_output(out).items()}
+    assert all(0.0 < share <= 1.0 for share in shares.values()), shares
+    for stem in STEMS:  # near frontal photos: their own pose shows most of what the photo saw
+        own = shares[f"{SUB}/{stem}.jpg", "y+00_p+00"]
+        assert own > max(shares[f"{SUB}/{stem}.jpg", "y-60_p+00"], shares[f"{SUB}/{stem}.jpg", "y+60_p+00"])
+    ordered = sorted(set(shares.values()))  # a limit halfway between two shares (the manifest rounds them)
+    middle = len(ordered) // 2
+    limit = round((ordered[middle - 1] + ordered[middle]) / 2, 4)
+    kept = {key for key, share in shares.items() if share > limit}
+    assert 0 < len(kept) < len(shares)
+
+    out = tmp_path / "filtered"
+    args = ["render", fits, "-o", out, "-w", "1", "--yaw", "-60,0,60", "--min-seen", f"{limit:g}"]
+    for _ in range(2):  # the rerun leaves the same views out
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        assert f"left out (seen < {limit:g})" in result.stderr
+        records = manifest_by_output(out)
+        assert {key for key, rec in records.items() if rec["status"] == "ok"} == kept
+        for key, rec in records.items():
+            assert rec["seen"] == shares[key]
+            if key not in kept:
+                assert rec["status"] == "skipped" and rec["output"] is None
+                assert f"(--min-seen {limit:g})" in rec["message"] and "showed" in rec["message"]
+        assert rendered_files(out) == {records[key]["output"] for key in kept}
+
+
 def test_background_none_writes_rgba_png(fits: Path, tmp_path: Path):
     out = tmp_path / "rgba"
     result = invoke("render", fits, "-o", out, "--yaw", "30", "--background", "none", "-w", "1")
@@ -355,6 +389,7 @@ def _usage_cases(tmp_path: Path, fits: Path) -> dict[str, tuple[Path, list[objec
         "not a fit output": (photos, [], f"{photos} is not a fit output folder (no manifest.jsonl)"),
         "missing uv folder": (fits, ["--uv", no_uv], f"UV folder not found: {no_uv}"),
         "sample of 0": (fits, ["--sample", "0"], "Invalid value for '--sample'"),
+        "min seen above 1": (fits, ["--min-seen", "1.5"], "Invalid value for '--min-seen'"),
     }
 
 
@@ -368,6 +403,7 @@ def _usage_cases(tmp_path: Path, fits: Path) -> dict[str, tuple[Path, list[objec
         "not a fit output",
         "missing uv folder",
         "sample of 0",
+        "min seen above 1",
     ],
 )
 def test_usage_errors_exit_2_with_one_line_before_any_work(case: str, fits: Path, tmp_path: Path):

@@ -34,6 +34,8 @@ MESH_SUFFIX = ".glb"
 STATUS_OK = "ok"
 STATUS_NO_FACE = "no_face"
 STATUS_ERROR = "error"
+#: A view left out on purpose (``--min-seen``): not an error, and a rerun leaves it out again.
+STATUS_SKIPPED = "skipped"
 
 #: Keys of every fit manifest line; ``face`` is null for a line that speaks for a whole image.
 MANIFEST_FIELDS = ("input", "face", "status", "message", "yaw", "pitch", "roll", "uv", "fit", "path")
@@ -48,7 +50,9 @@ COMPLETE_MANIFEST_FIELDS = ("input", "status", "message", "output", "known", "me
 #: ``faces`` (fitted), ``pose`` (fitted [yaw, pitch, roll] per face), ``views`` (views written), ``outputs``
 #: (paths relative to the output folder), ``mirrored`` (those of the outputs rendered from the mirrored
 #: photo: the person's mirror image, see :data:`uvaug.render.run.MIRROR_BEYOND`) and ``points`` (each view
-#: output's five ArcFace points in its own pixels, by path: eye centres, nose tip, mouth corners).
+#: output's five ArcFace points in its own pixels, by path: eye centres, nose tip, mouth corners), ``seen``
+#: (each view output's seen share, by path: see :mod:`uvaug.render.seen`) and ``skipped`` (the views
+#: ``--min-seen`` left out, by the path they would have had).
 PIPELINE_MANIFEST_FIELDS = (
     "input",
     "status",
@@ -60,6 +64,8 @@ PIPELINE_MANIFEST_FIELDS = (
     "outputs",
     "mirrored",
     "points",
+    "seen",
+    "skipped",
 )
 #: Why a pipeline input is not ``ok``.
 REASON_UNREADABLE = "unreadable image"

@@ -17,6 +17,7 @@ from uvaug.cli.render import (
     AlignOption,
     BackgroundChoice,
     BackgroundOption,
+    MinSeenOption,
     MirrorOption,
     PitchOption,
     QualityOption,
@@ -48,10 +49,11 @@ at N of them drawn per image); the stages overlap, so all cores stay busy. Outpu
 folders: [cyan]OUT/<identity>/<image>_y+30_p+00.jpg[/], plus [cyan]manifest.jsonl[/] (a line per input:
 status, reason, fitted pose, outputs, and which outputs were rendered from the mirrored photo: a face turned
 far one way is shown far the other way as its mirror image, not turned through 90 degrees;
-[cyan]--no-mirror[/] turns it anyway), [cyan]report.json[/] (counts per status and reason, time per stage,
-peak memory) and [cyan]sheet.png[/] (a contact sheet). Interrupt it at any time (Ctrl-C, kill -9) and run
-the same command again: it continues where it stopped; failed inputs are retried. A rerun must use the same
-settings (they are kept in pipeline.json).
+[cyan]--no-mirror[/] turns it anyway; and each view's seen share, the part of its face the photo really
+showed: [cyan]--min-seen F[/] leaves out views below F), [cyan]report.json[/] (counts per status and
+reason, time per stage, peak memory) and [cyan]sheet.png[/] (a contact sheet). Interrupt it at any time
+(Ctrl-C, kill -9) and run the same command again: it continues where it stopped; failed inputs are
+retried. A rerun must use the same settings (they are kept in pipeline.json).
 
 [bold]--executor ray[/] (pip install 'uvaug\\[ray]') runs the same stages as Ray Data actor pools on a Ray
 cluster (--ray-address, or $RAY_ADDRESS, else a local Ray instance), completion on the cluster's GPUs when
@@ -87,6 +89,7 @@ def pipeline_command(
     mirror: MirrorOption = True,
     sample: SampleOption = None,
     seed: SeedOption = 0,
+    min_seen: MinSeenOption = None,
     include_original: Annotated[
         bool,
         typer.Option(
@@ -163,6 +166,7 @@ def pipeline_command(
             mirror_beyond=MIRROR_BEYOND if mirror else None,
             sample=sample,
             seed=seed,
+            min_seen=min_seen,
         ),
         fit=FitOptions(faces=faces.value, min_face_size=min_face_size, min_score=min_score),
         method=method.value,
@@ -209,6 +213,7 @@ def pipeline_command(
         "faces": report.faces,
         "views written": report.views,
         "  from the mirrored photo": report.mirrored,
+        **({f"  left out (seen < {min_seen:g})": report.left_out} if min_seen is not None else {}),
         "time": f"{report.seconds:.1f} s",
         "rate": f"{report.rate:.2f} img/s, {report.views / max(report.seconds, 1e-9):.1f} views/s "
         f"({report.workers} workers{', Ray' if executor is Executor.ray else ''})",

@@ -32,6 +32,8 @@ other way is rendered from the mirrored photo, a 15-degree turn, rather than tur
 ([cyan]--no-mirror[/] turns it anyway); the manifest's [cyan]mirrored[/] says which views are mirror images.
 Along the face's edge, where the fit left the texture to completion, the photo's own colours are drawn while
 the view keeps that edge grazing; with --background black or none the photo is used when it can be read.
+The manifest's [cyan]seen[/] is the share of each view's face that the photo really showed (about 0.9 at the
+photo's own pose, less the further the view turns from it); [cyan]--min-seen F[/] leaves out views below F.
 """
 
 
@@ -80,6 +82,16 @@ SampleOption = Annotated[
     ),
 ]
 SeedOption = Annotated[int, typer.Option(help="Seed of the --sample draw.")]
+MinSeenOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Leave out views in which the photo showed less than this share of the drawn face (the rest "
+        "is completed texture); the manifest's [cyan]seen[/] gives every view's share \\[default: keep all].",
+        min=0.0,
+        max=1.0,
+        show_default=False,
+    ),
+]
 
 
 def parse_views(yaw: str, pitch: str) -> tuple[View, ...]:
@@ -118,6 +130,7 @@ def render_command(
     mirror: MirrorOption = True,
     sample: SampleOption = None,
     seed: SeedOption = 0,
+    min_seen: MinSeenOption = None,
     images: Annotated[
         Path | None,
         typer.Option(help="Folder of the original photos, if they moved since fitting.", show_default=False),
@@ -156,6 +169,7 @@ def render_command(
         mirror_beyond=MIRROR_BEYOND if mirror else None,
         sample=sample,
         seed=seed,
+        min_seen=min_seen,
     )
     try:
         plan = plan_render(fits, out, options, uv_dir=uv, images_dir=images, overwrite=overwrite)
@@ -165,7 +179,7 @@ def render_command(
         fail(f"no fitted faces in {fits} (every image was no_face or error)")
     workers = workers or available_cores()
 
-    rendered = {"ok": 0, "views": 0, "mirrored": 0}
+    rendered = {"ok": 0, "views": 0, "mirrored": 0, "skipped": 0}
 
     with progress_bar(unit="face") as progress:
         task = progress.add_task("render", total=len(plan.jobs))
@@ -176,6 +190,7 @@ def render_command(
             rendered["views"] += len(records)
             rendered["ok"] += sum(r["status"] == "ok" for r in records)
             rendered["mirrored"] += sum(bool(r.get("mirrored")) for r in records)
+            rendered["skipped"] += sum(r["status"] == "skipped" for r in records)
             progress.advance(task)
 
         report = render_fits(plan, out, options, workers=workers, on_result=on_result)
@@ -189,6 +204,7 @@ def render_command(
         **{f"  {status}": n for status, n in sorted(report.statuses.items())},
         "views rendered": f"{rendered['ok']} of {rendered['views']}",
         "  from the mirrored photo": rendered["mirrored"],
+        **({f"  left out (seen < {min_seen:g})": rendered["skipped"]} if min_seen is not None else {}),
         "time": f"{report.seconds:.1f} s",
         "rate": f"{rendered['ok'] / max(report.seconds, 1e-9):.1f} views/s ({workers} workers)",
         "manifest": out / "manifest.jsonl",

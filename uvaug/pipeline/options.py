@@ -39,6 +39,8 @@ class PipelineOptions:
         render["views"] = [[v.yaw, v.pitch] for v in self.render.views]
         if self.render.sample is None:  # as runs made before --sample recorded them: they resume
             del render["sample"], render["seed"]
+        if self.render.min_seen is None:  # likewise for --min-seen
+            del render["min_seen"]
         return {
             "fit": asdict(self.fit),
             "completion": {"method": self.method, "model": Path(self.model).name if self.model else None},

@@ -137,7 +137,7 @@ class RenderActor:
             for work in result.fit.faces:
                 if work.completed:
                     result.faces.append(self.worker.render(RenderTask(result.task, work)))
-                work.uv = _EMPTY_UV
+                work.uv, work.seen = _EMPTY_UV, None
         return _batch(results)
 
 

@@ -60,6 +60,7 @@ class PipelineReport:
     faces: int = 0
     views: int = 0
     mirrored: int = 0  # views rendered from the mirrored photo
+    left_out: int = 0  # views --min-seen left out
     stage_seconds: Counter = field(default_factory=Counter)  # busy seconds summed over workers
     stage_items: Counter = field(default_factory=Counter)
     seconds: float = 0.0
@@ -82,6 +83,7 @@ class PipelineReport:
         self.faces += int(record["faces"] or 0)
         self.views += int(record["views"] or 0)
         self.mirrored += len(record.get("mirrored") or ())
+        self.left_out += len(record.get("skipped") or ())
 
     def to_json(self) -> dict[str, object]:
         stages = {
@@ -104,6 +106,7 @@ class PipelineReport:
             "faces": self.faces,
             "views": self.views,
             "views_mirrored": self.mirrored,
+            "views_left_out": self.left_out,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.rate, 3),
             "views_per_second": round(self.views / self.seconds, 3) if self.seconds else 0.0,
@@ -141,6 +144,8 @@ def input_record(result: InputResult) -> Record:
     record["views"] = sum(face.views for face in faces)
     record["mirrored"] = [rel for face in faces for rel in face.mirrored]
     record["points"] = {rel: points for face in faces for rel, points in face.points.items()}
+    record["seen"] = {rel: share for face in faces for rel, share in face.seen.items()}
+    record["skipped"] = [rel for face in faces for rel in face.skipped]
     if fit.status is not None:
         record.update(status=fit.status, reason=fit.reason, message=fit.message)
         return record
@@ -196,7 +201,7 @@ def run_pipeline(
         def folder_error(rel: PurePosixPath, message: str) -> None:
             rec: Record = dict.fromkeys(PIPELINE_MANIFEST_FIELDS)
             rec.update(input=f"{rel.as_posix()}/", status=STATUS_ERROR, reason=REASON_FOLDER, message=message)
-            rec.update(faces=0, views=0, outputs=[], mirrored=[], pose=[], points={})
+            rec.update(faces=0, views=0, outputs=[], mirrored=[], pose=[], points={}, seen={}, skipped=[])
             record(rec)
 
         def tasks() -> Iterator[InputTask]:

@@ -51,6 +51,7 @@ class FaceWork:
     fit: FaceFit
     uv: np.ndarray  # (S, S, 4) RGBA; completed when ``completed``
     completed: bool = False
+    seen: np.ndarray | None = None  # (S, S) alpha of the fit's own map: what the photo showed
 
 
 @dataclass
@@ -80,6 +81,8 @@ class FaceOutcome:
     views: int = 0  # outputs that are views (the rest: the original)
     mirrored: list[str] = field(default_factory=list)  # views rendered from the mirrored photo
     points: dict[str, list] = field(default_factory=dict)  # each view's five ArcFace points, by output
+    seen: dict[str, float] = field(default_factory=dict)  # each view's seen share, by output
+    skipped: list[str] = field(default_factory=list)  # views --min-seen left out (their would-be outputs)
 
 
 @dataclass
@@ -153,7 +156,10 @@ class PipelineWorker:
             return self._stop(outcome, STATUS_ERROR, REASON_FIT, describe_error(exc), start)
         if not fitted:
             return self._stop(outcome, STATUS_NO_FACE, REASON_NO_FACE, "no face detected", start)
-        outcome.faces = [FaceWork(k, face.fit, face.uv) for k, face in enumerate(fitted)]
+        outcome.faces = [
+            FaceWork(k, face.fit, face.uv, seen=np.ascontiguousarray(face.uv[..., 3]))
+            for k, face in enumerate(fitted)
+        ]
         if self.options.keep_intermediates:
             stem = PurePosixPath(INTERMEDIATES, "fit", task.stem)
             try:
@@ -202,7 +208,7 @@ class PipelineWorker:
         stem = PurePosixPath(task.stem)
         try:
             photo = load_image(task.path)  # the background, the face's outline, the original's crop
-            views = FaceViews(work.fit, work.uv, photo)
+            views = FaceViews(work.fit, work.uv, photo, seen=work.seen)
         except Exception as exc:  # the photo changed since it was fitted, or the scene cannot be built
             result.errors.append(describe_error(exc))
             result.reason = REASON_RENDER
@@ -213,6 +219,9 @@ class PipelineWorker:
             face_views, view_outputs(stem, work.face, face_views, opts.extension), strict=True
         ):
             try:
+                if not opts.keeps(views.seen_share(view, opts)):
+                    result.skipped.append(rel)
+                    continue
                 rendered = views.render_view(view, opts)
             except Exception as exc:
                 result.errors.append(f"{view.tag.lstrip('_')}: {describe_error(exc)}")
@@ -226,6 +235,8 @@ class PipelineWorker:
                 continue
             result.outputs.append(rel)
             result.points[rel] = rendered.manifest_points()
+            if rendered.seen is not None:
+                result.seen[rel] = round(rendered.seen, 3)
             if rendered.mirrored:
                 result.mirrored.append(rel)
         result.views = len(result.outputs)

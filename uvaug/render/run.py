@@ -11,7 +11,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from uvaug.artifacts import FIT_SUFFIX, STATUS_ERROR, STATUS_OK, FaceFit
+from uvaug.artifacts import FIT_SUFFIX, STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, FaceFit
 from uvaug.fit.mirror import mirror_fit, mirror_uv
 from uvaug.io import (
     MANIFEST_NAME,
@@ -24,6 +24,7 @@ from uvaug.render.align import ARCFACE_SIZE, arcface_matrix, five_points
 from uvaug.render.grid import View, sample_views, view_output_name
 from uvaug.render.renderer import Background, Camera, HeadRenderer, gl_context
 from uvaug.render.scene import TO_GL, build_head_scene, target_rotation, view_angles
+from uvaug.render.seen import seen_share, triangle_seen
 from uvaug.render.texture import outline_texture
 from uvaug.runner import RunReport, prepare_output, record_results, run_jobs
 
@@ -60,6 +61,12 @@ class RenderOptions:
     mirror_beyond: float | None = MIRROR_BEYOND  # None: every view turns the photo itself
     sample: int | None = None  # render only this many of ``views`` per face, drawn per face (None: all)
     seed: int = 0  # the draw's seed (with ``sample``)
+    min_seen: float | None = None  # skip views whose seen share (uvaug.render.seen) is below this
+
+    def keeps(self, seen: float | None) -> bool:
+        """Whether a view of this seen share is rendered (an unknown share passes only without
+        ``min_seen``)."""
+        return self.min_seen is None or (seen is not None and seen >= self.min_seen)
 
     @property
     def extension(self) -> str:
@@ -82,6 +89,7 @@ class RenderJob:
     fit: str  # absolute paths
     texture: str
     photo: str
+    fit_uv: str  # the fit's own UV map, what the photo showed (the texture itself when no --uv)
     outputs: tuple[tuple[View, str], ...]  # views still to render and their output paths (relative)
 
 
@@ -151,6 +159,7 @@ def plan_render(
         if not outputs:
             continue
         texture = (uv_dir or fits_dir) / str(rec["uv"])
+        fit_uv = fits_dir / str(rec["uv"])
         photo = _photo_path(rec, images_dir)
         plan.jobs.append(
             RenderJob(
@@ -159,6 +168,7 @@ def plan_render(
                 fit=str(fits_dir / str(rec["fit"])),
                 texture=str(texture),
                 photo=str(photo),
+                fit_uv=str(fit_uv),
                 outputs=tuple(outputs),
             )
         )
@@ -206,6 +216,7 @@ class RenderedView:
     # (468, 2) the mesh's vertices in the image's pixels (x right, y down), hidden ones included: landmarks
     # for aligning the view to any other template
     points: np.ndarray
+    seen: float | None = None  # share of the drawn face the photo showed (:mod:`uvaug.render.seen`)
 
     def manifest_points(self) -> list[list[float]]:
         """The five ArcFace points (:func:`uvaug.render.align.five_points`) as the manifests give them."""
@@ -216,12 +227,17 @@ class FaceViews:
     """One fitted face, ready to render at any view: the scene of its photo and, made when a view first
     needs it, that of the mirrored photo (:func:`renders_mirrored`)."""
 
-    def __init__(self, fit: FaceFit, texture: np.ndarray, photo: np.ndarray | None):
+    def __init__(
+        self, fit: FaceFit, texture: np.ndarray, photo: np.ndarray | None, seen: np.ndarray | None = None
+    ):
         """``photo``: the photo the fit was made on; it textures the background and the face's outline
-        (:func:`uvaug.render.texture.outline_texture`). None: neither (no ``background="photo"``)."""
+        (:func:`uvaug.render.texture.outline_texture`). None: neither (no ``background="photo"``).
+        ``seen``: the (S, S) alpha of the fit's own UV map, what the photo showed (a completed map's alpha
+        says nothing of it); None: views report no seen share."""
         if photo is not None and not _fitted_on(photo, fit):
             raise ImageLoadError("the photo is not the size the fit was made on")
         self.fit, self._texture, self._photo = fit, texture, photo
+        self._seen = None if seen is None else (triangle_seen(seen), triangle_seen(mirror_uv(seen)))
         self._outline = None if photo is None else outline_texture(fit, photo)
         self.renderer = HeadRenderer(build_head_scene(fit), texture, photo, outline=self._outline)
         self._mirrored: tuple[FaceFit, HeadRenderer] | None = None
@@ -236,22 +252,39 @@ class FaceViews:
             self._mirrored = fit, renderer
         return self._mirrored
 
-    def render_view(self, view: View, options: RenderOptions) -> RenderedView:
-        """One view (the whole photo, or a crop aligned to the ArcFace template), whether it was rendered
-        from the mirrored photo, and where it draws the mesh's vertices."""
+    def _turned(
+        self, view: View, options: RenderOptions
+    ) -> tuple[bool, HeadRenderer, np.ndarray, np.ndarray]:
+        """Whether the view is rendered from the mirrored photo, the renderer of that photo, the head's
+        rotation and the face's vertices (GL frame) in the view."""
         mirrored = renders_mirrored(self.fit, view, options)
         fit, renderer = self.mirrored() if mirrored else (self.fit, self.renderer)
         # absolute angles, as this photo's fit reads them: the mirrored fit turns to the same pose
         rotation = target_rotation(fit, *view_angles(self.fit, view.yaw, view.pitch, options.relative))
-        face = renderer.head.face_at(rotation)
+        return mirrored, renderer, rotation, renderer.head.face_at(rotation)
+
+    def _seen_share(self, mirrored: bool, face: np.ndarray) -> float | None:
+        return None if self._seen is None else seen_share(face, self._seen[int(mirrored)])
+
+    def seen_share(self, view: View, options: RenderOptions) -> float | None:
+        """Share of the face drawn in the view that the photo showed (:mod:`uvaug.render.seen`), without
+        rendering it; None when the fit's own map was not given."""
+        mirrored, _, _, face = self._turned(view, options)
+        return self._seen_share(mirrored, face)
+
+    def render_view(self, view: View, options: RenderOptions) -> RenderedView:
+        """One view (the whole photo, or a crop aligned to the ArcFace template), whether it was rendered
+        from the mirrored photo, where it draws the mesh's vertices, and its seen share."""
+        mirrored, renderer, rotation, face = self._turned(view, options)
         points = (face * TO_GL)[:, :2]  # photo pixels
         if options.align == "arcface":
             matrix = arcface_matrix(five_points(points), options.size)
             camera = Camera.from_similarity(matrix, options.size, options.size)
             points = points @ matrix[:, :2].T + matrix[:, 2]
         else:
-            camera = Camera.whole_photo(*(int(v) for v in fit.image_size))
-        return RenderedView(renderer.render(rotation, camera, options.background, face), mirrored, points)
+            camera = Camera.whole_photo(*(int(v) for v in self.fit.image_size))
+        image = renderer.render(rotation, camera, options.background, face)
+        return RenderedView(image, mirrored, points, self._seen_share(mirrored, face))
 
     def render(self, view: View, options: RenderOptions) -> tuple[np.ndarray, bool]:
         """One view and whether it was rendered from the mirrored photo (:meth:`render_view`)."""
@@ -286,6 +319,7 @@ class _RenderWorker:
         message: str = "",
         mirrored: bool | None = None,
         points: list[list[float]] | None = None,
+        seen: float | None = None,
     ) -> Record:
         return {
             "input": job.input,
@@ -299,20 +333,32 @@ class _RenderWorker:
             "mirrored": mirrored,  # rendered from the mirrored photo (null: not rendered)
             # the five ArcFace points in the output image (null: not rendered), for other alignments
             "points": points,
+            # share of the drawn face the photo showed (null: not known); see uvaug.render.seen
+            "seen": None if seen is None else round(seen, 3),
         }
+
+    def _left_out(self, job: RenderJob, view: View, seen: float | None) -> Record:
+        """The record of a view ``--min-seen`` leaves out (an error when the fit's own map is missing)."""
+        if seen is None:
+            message = f"--min-seen needs the fit's own UV map, which cannot be read: {job.fit_uv}"
+            return self._record(job, view, None, STATUS_ERROR, message)
+        limit = self.options.min_seen
+        message = f"the photo showed {seen:.0%} of the face in this view (--min-seen {limit:g})"
+        return self._record(job, view, None, STATUS_SKIPPED, message, seen=seen)
 
     def __call__(self, job: RenderJob) -> list[Record]:
         opts = self.options
         try:
             fit = FaceFit.load(job.fit)
             texture = read_texture(job.texture)
+            seen = fit_alpha(job, texture)
             # the photo textures the face's outline too; only the photo background needs it
             if opts.background == "photo":
                 photo = _load_photo(job.photo)
             else:
                 photo = _photo_if_readable(job.photo, fit)
             try:
-                views = FaceViews(fit, texture, photo)
+                views = FaceViews(fit, texture, photo, seen=seen)
             except ImageLoadError:
                 raise ImageLoadError(f"photo {job.photo} is not the size the fit was made on") from None
         except (OSError, ValueError, ImageLoadError) as exc:
@@ -320,15 +366,30 @@ class _RenderWorker:
         records = []
         for view, rel in job.outputs:
             try:
+                if not opts.keeps(share := views.seen_share(view, opts)):
+                    records.append(self._left_out(job, view, share))
+                    continue
                 rendered = views.render_view(view, opts)
                 write_image_atomic(self.out / rel, rendered.image, jpeg_quality=opts.jpeg_quality)
                 points = rendered.manifest_points()
+                mirrored, seen = rendered.mirrored, rendered.seen
                 records.append(
-                    self._record(job, view, rel, STATUS_OK, mirrored=rendered.mirrored, points=points)
+                    self._record(job, view, rel, STATUS_OK, mirrored=mirrored, points=points, seen=seen)
                 )
             except Exception as exc:  # one bad view must not stop the others
                 records.append(self._record(job, view, None, STATUS_ERROR, f"{type(exc).__name__}: {exc}"))
         return records
+
+
+def fit_alpha(job: RenderJob, texture: np.ndarray) -> np.ndarray | None:
+    """Alpha of the fit's own UV map (what the photo showed): the texture's when it is that map; None when
+    it cannot be read (views then report no seen share)."""
+    if job.fit_uv == job.texture:
+        return texture[..., 3]
+    try:
+        return read_texture(job.fit_uv)[..., 3]
+    except (OSError, ImageLoadError):
+        return None
 
 
 def render_fits(
