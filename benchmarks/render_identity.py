@@ -25,9 +25,12 @@ render's person; ``TAR``, the share of renders whose similarity to their photo b
 between different people's photos (FAR 1%); ``rank-1``, the share of renders whose nearest photo of all (by
 dlib's distance) is their own, which sets no threshold a turned face must reach. Two reference rows: ``own
 pose`` (the face re-rendered at the pose it was photographed in: what rendering alone costs) and ``mirrored
-photo`` (the photo flipped left to right: the cheapest augmentation there is). UTKFace has no identity
-labels, so impostor pairs are different photos, nearly always of different people. The scores depend only
-on the images and the code.
+photo`` (the photo flipped left to right: the cheapest augmentation there is). Two more tables score the
+first texture's views by their seen share (``RenderedView.seen``, the part of the drawn face the photo
+showed; :mod:`uvaug.render.seen`): every view pooled by share, and each asked |yaw|'s views split at their
+median share (the share falls with the turn, as identity does; the split shows what it says beyond it).
+UTKFace has no identity labels, so impostor pairs are different photos, nearly always of different people.
+The scores depend only on the images and the code.
 """
 
 from __future__ import annotations
