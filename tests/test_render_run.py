@@ -377,6 +377,36 @@ def test_uv_option_renders_the_completed_maps(fits: Path, tmp_path: Path):
         assert green_pixels(read_rgb(without / name)) == 0, stem  # the fit's maps leave holes there
 
 
+def test_with_completed_maps_the_seen_share_still_comes_from_the_fits_own_maps(fits: Path, tmp_path: Path):
+    """A completed map's alpha is 255 everywhere: the share must come from what the fit saw, and without
+    the fit's own map --min-seen cannot tell, which fails only that face's views."""
+    completed = tmp_path / "completed"
+    for rec in read_manifest(fits / MANIFEST_NAME):
+        filled = load_rgba(fits / str(rec["uv"])).copy()
+        filled[..., 3] = 255
+        write_image_atomic(completed / str(rec["uv"]), filled)
+    args = ["--yaw", "-45,45", "-w", "1"]
+    plain, with_uv = tmp_path / "plain", tmp_path / "with-uv"
+    assert invoke("render", fits, "-o", plain, *args).exit_code == 0
+    assert invoke("render", fits, "-o", with_uv, "--uv", completed, *args).exit_code == 0
+    expected = {key: rec["seen"] for key, rec in manifest_by_output(plain).items()}
+    assert {key: rec["seen"] for key, rec in manifest_by_output(with_uv).items()} == expected
+    assert all(share < 0.95 for share in expected.values())
+
+    own_map = fits / SUB / "astronaut.f0.uv.png"
+    own_map.unlink()
+    out = tmp_path / "filtered"
+    result = invoke("render", fits, "-o", out, "--uv", completed, "--min-seen", "0.1", *args)
+    assert result.exit_code == 0, result.output
+    for (name, _), rec in manifest_by_output(out).items():
+        if name == f"{SUB}/astronaut.jpg":
+            assert rec["status"] == "error" and rec["output"] is None
+            assert "--min-seen needs the fit's own UV map" in rec["message"]
+            assert str(own_map) in rec["message"]
+        else:
+            assert rec["status"] == "ok" and rec["seen"] > 0.1
+
+
 def _usage_cases(tmp_path: Path, fits: Path) -> dict[str, tuple[Path, list[object], str]]:
     """Per case: the FITS argument, further options, and what the one error line must say."""
     photos = tmp_path / "photos"  # a folder, but no fit output

@@ -351,14 +351,14 @@ class _RenderWorker:
         try:
             fit = FaceFit.load(job.fit)
             texture = read_texture(job.texture)
-            seen = fit_alpha(job, texture)
+            fit_seen = fit_alpha(job, texture)
             # the photo textures the face's outline too; only the photo background needs it
             if opts.background == "photo":
                 photo = _load_photo(job.photo)
             else:
                 photo = _photo_if_readable(job.photo, fit)
             try:
-                views = FaceViews(fit, texture, photo, seen=seen)
+                views = FaceViews(fit, texture, photo, seen=fit_seen)
             except ImageLoadError:
                 raise ImageLoadError(f"photo {job.photo} is not the size the fit was made on") from None
         except (OSError, ValueError, ImageLoadError) as exc:
