@@ -6,6 +6,7 @@ elsewhere, rendered for real, shows as much white as the share says.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -51,6 +52,9 @@ def test_the_share_is_what_the_rendered_face_shows(astro_face, yaw: int, pitch: 
     # measured: within 0.025 at every view (the mesh estimate also counts what the nose hides)
     assert rendered.seen == pytest.approx(white, abs=0.04)
     assert views.seen_share(View(float(yaw), float(pitch)), RELATIVE) == rendered.seen
+    assert views.left_out(View(float(yaw), float(pitch)), RELATIVE) == (False, None)  # no --min-seen
+    strict = dataclasses.replace(RELATIVE, min_seen=rendered.seen + 0.01)
+    assert views.left_out(View(float(yaw), float(pitch)), strict) == (True, rendered.seen)
 
 
 def test_the_share_falls_as_the_view_turns_away_from_the_photo(astro_face):

@@ -219,7 +219,7 @@ class PipelineWorker:
             face_views, view_outputs(stem, work.face, face_views, opts.extension), strict=True
         ):
             try:
-                if not opts.keeps(views.seen_share(view, opts)):
+                if views.left_out(view, opts)[0]:
                     result.skipped.append(rel)
                     continue
                 rendered = views.render_view(view, opts)

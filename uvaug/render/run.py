@@ -272,6 +272,14 @@ class FaceViews:
         mirrored, _, _, face = self._turned(view, options)
         return self._seen_share(mirrored, face)
 
+    def left_out(self, view: View, options: RenderOptions) -> tuple[bool, float | None]:
+        """Whether ``options.min_seen`` leaves the view out, and its seen share; without ``min_seen``
+        (False, None), and the face is not turned a second time for a share :meth:`render_view` gives."""
+        if options.min_seen is None:
+            return False, None
+        share = self.seen_share(view, options)
+        return not options.keeps(share), share
+
     def render_view(self, view: View, options: RenderOptions) -> RenderedView:
         """One view (the whole photo, or a crop aligned to the ArcFace template), whether it was rendered
         from the mirrored photo, where it draws the mesh's vertices, and its seen share."""
@@ -351,7 +359,7 @@ class _RenderWorker:
         try:
             fit = FaceFit.load(job.fit)
             texture = read_texture(job.texture)
-            fit_seen = fit_alpha(job, texture)
+            fit_seen = _fit_alpha(job, texture)
             # the photo textures the face's outline too; only the photo background needs it
             if opts.background == "photo":
                 photo = _load_photo(job.photo)
@@ -366,7 +374,8 @@ class _RenderWorker:
         records = []
         for view, rel in job.outputs:
             try:
-                if not opts.keeps(share := views.seen_share(view, opts)):
+                left_out, share = views.left_out(view, opts)
+                if left_out:
                     records.append(self._left_out(job, view, share))
                     continue
                 rendered = views.render_view(view, opts)
@@ -381,7 +390,7 @@ class _RenderWorker:
         return records
 
 
-def fit_alpha(job: RenderJob, texture: np.ndarray) -> np.ndarray | None:
+def _fit_alpha(job: RenderJob, texture: np.ndarray) -> np.ndarray | None:
     """Alpha of the fit's own UV map (what the photo showed): the texture's when it is that map; None when
     it cannot be read (views then report no seen share)."""
     if job.fit_uv == job.texture:
