@@ -9,7 +9,14 @@ from uvaug.complete.symmetric import complete_symmetric
 from uvaug.fit.uv import DEFAULT_MIN_FACING, texel_visibility, uv_layout
 from uvaug.render.renderer import Camera, HeadRenderer
 from uvaug.render.scene import build_head_scene, target_rotation
-from uvaug.render.texture import BAND_FACING, OUTLINE_FADE, outline_alpha, outline_texture, vertex_facing
+from uvaug.render.texture import (
+    BAND_FACING,
+    OUTLINE_FADE,
+    OUTLINE_STRETCH,
+    outline_alpha,
+    outline_texture,
+    vertex_facing,
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +112,39 @@ def test_a_face_only_render_stays_opaque_under_the_outline(astro_face, astronaut
     assert set(np.unique(drawn[..., 3])) <= {0, 255}
     # the face covers what it covered without the outline (the layer may add a pixel along the edge)
     assert ((drawn[..., 3] > 0) != (plain[..., 3] > 0)).sum() < 0.01 * (plain[..., 3] > 0).sum()
+
+
+def test_a_band_turned_further_towards_the_camera_than_in_the_photo_shows_the_completion(
+    astro_face, astronaut, completed
+):
+    """A view that turns the grazing band well towards the camera would stretch its squeezed samples (skin
+    mixed with background) into a stripe, even where the view still leaves it grazing; the side the view
+    turns away keeps the photo's colours (drawn as at the photo's pose, tested above)."""
+    head = build_head_scene(astro_face.fit)
+    rotation = target_rotation(astro_face.fit, 20, 0, relative=True)
+    face = head.face_at(rotation)
+    facing, at_photo = vertex_facing(face), vertex_facing(head.face_at(head.fit_rotation))
+    alpha = outline_alpha(facing, at_photo)
+    assert (alpha <= outline_alpha(facing)).all()  # the turn only ever takes the outline away
+    assert (alpha[facing - at_photo >= OUTLINE_STRETCH[1]] == 0).all()
+    assert (alpha[(facing - at_photo <= OUTLINE_STRETCH[0]) & (facing <= OUTLINE_FADE[0])] == 1).all()
+
+    camera = Camera.whole_photo(*astronaut.shape[:2])
+    outline = outline_texture(astro_face.fit, astronaut)
+    plain = HeadRenderer(head, completed, astronaut).render(rotation, camera)
+    drawn = HeadRenderer(head, completed, astronaut, outline=outline).render(rotation, camera)
+    band = (at_photo > 0.05) & (at_photo < DEFAULT_MIN_FACING)
+
+    def difference(vertices: np.ndarray) -> float:
+        xy = np.round(face[vertices, :2] * (1, -1)).astype(int)
+        return float(np.median(np.abs(drawn[xy[:, 1], xy[:, 0]].astype(int) - plain[xy[:, 1], xy[:, 0]])))
+
+    # still grazing in the view (the facing alone would draw the photo's samples in full), but turned well
+    # towards the camera: the completion
+    stretched = band & (facing <= OUTLINE_FADE[0]) & (facing - at_photo >= OUTLINE_STRETCH[1])
+    assert stretched.sum() >= 10
+    assert difference(stretched) <= 1
+    # turned away, the band keeps the photo's colours in full
+    kept = band & (facing > 0.05) & (facing < at_photo)
+    assert kept.sum() >= 10
+    assert (alpha[kept] == 1).all()

@@ -86,10 +86,11 @@ class HeadRenderer:
         self.head = head
         self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
         self.face_material = _textured(pyrender, pad_colours(face_texture))
-        self.outline_material = self._outline_triangles = None
+        self.outline_material = self._outline_triangles = self._photo_facing = None
         if outline is not None:
             self.outline_material = _material(pyrender, _texture(pyrender, outline.texture), blend=True)
             self._outline_triangles = head.face_triangles[outline.triangles]
+            self._photo_facing = vertex_facing(head.face_at(head.fit_rotation))
         self.face_uv = head.face_uv.astype(np.float32)
         self.photo_material = self.photo_uv = self._photo = None
         self._fading_photo_material = self._soft_material = None
@@ -153,9 +154,10 @@ class HeadRenderer:
         return np.ascontiguousarray(color[..., :3])
 
     def _add_outline(self, face: np.ndarray) -> None:
-        """The outline texture over the face, each vertex's share fading as the view turns it to the camera;
-        just in front of the face (orthographic: it covers the same pixels), so it wins the depth test."""
-        alpha = outline_alpha(vertex_facing(face))
+        """The outline texture over the face, each vertex's share fading as the view turns it to the camera
+        (:func:`uvaug.render.texture.outline_alpha`); just in front of the face (orthographic: it covers the
+        same pixels), so it wins the depth test."""
+        alpha = outline_alpha(vertex_facing(face), self._photo_facing)
         triangles = self._outline_triangles[(alpha[self._outline_triangles] > 0).any(1)]
         if not len(triangles):
             return

@@ -9,8 +9,9 @@ hair covered the cheek, bare skin in place of the hair.
 
 So the renderer draws the band twice: with the face's UV map, and over it this texture (the photo's
 samples, alpha rising from 0 at :data:`BAND_FACING` to 1 at the fit's threshold, on texels the photo shows),
-faded per vertex as the view turns the surface towards the camera (:data:`OUTLINE_FADE`). Turned towards
-the camera, the squeezed samples would be stretched into smears; there the completion shows, as before.
+faded per vertex as the view turns the surface towards the camera (:data:`OUTLINE_FADE`), or turns it
+towards the camera much further than the photo did (:data:`OUTLINE_STRETCH`). Turned towards the camera, the
+squeezed samples would be stretched into smears; there the completion shows, as before.
 Blended in without the fade, re-detection of 100 UTKFace val faces rendered at yaw 60 fell from 93.7% to
 91.5% (``benchmarks/render_pose_fidelity.py``); with it, re-detection and pose errors are those of the
 renderer without the outline, within the benchmark's noise.
@@ -33,6 +34,13 @@ BAND_FACING = 0.0
 #: Facing in the rendered view over which the outline texture fades out: fully shown up to the first value,
 #: gone from the second (the fit's own threshold and a little beyond).
 OUTLINE_FADE = (0.6, 0.9)
+#: How much further towards the camera than the photo (in facing, the cosine) a view may turn a vertex before
+#: the outline fades there: fully shown up to the first value, gone from the second (near the edge a facing
+#: change of 0.1 is about 6 degrees of turn). Turned towards the camera the band's squeezed samples are
+#: stretched, by about the ratio of the two facings, and their mix of skin and background reads as a stripe:
+#: frontalizing a face photographed at yaw 20 drew the dark scarf under its jaw as a stripe down the far
+#: cheek, although the view left that surface grazing enough (facing under 0.6) for :data:`OUTLINE_FADE`.
+OUTLINE_STRETCH = (0.1, 0.25)
 #: Side of the outline texture. The photo squeezes the band into a few pixels, so its samples hold no more
 #: detail than this (the face's own map is 256); its texels cost a third of 256's (4 against 11 ms a face).
 OUTLINE_SIZE = 128
@@ -104,7 +112,13 @@ def vertex_facing(vertices: np.ndarray) -> np.ndarray:
     return vertex_normals(vertices, uv_layout(OUTLINE_SIZE))[:, 2]
 
 
-def outline_alpha(facing: np.ndarray) -> np.ndarray:
-    """(V,) per-vertex share of the outline texture in a view, from the vertices' facing in that view."""
+def outline_alpha(facing: np.ndarray, photo_facing: np.ndarray | None = None) -> np.ndarray:
+    """(V,) per-vertex share of the outline texture in a view, from the vertices' facing in that view
+    (:data:`OUTLINE_FADE`) and, given their facing in the photo, from how much further the view turns them
+    towards the camera (:data:`OUTLINE_STRETCH`)."""
     low, high = OUTLINE_FADE
-    return np.clip((high - facing) / (high - low), 0.0, 1.0)
+    alpha = np.clip((high - facing) / (high - low), 0.0, 1.0)
+    if photo_facing is None:
+        return alpha
+    low, high = OUTLINE_STRETCH
+    return np.minimum(alpha, np.clip((photo_facing + high - facing) / (high - low), 0.0, 1.0))
