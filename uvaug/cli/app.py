@@ -110,6 +110,7 @@ def demo_command(
     """
     import skimage.data
 
+    from uvaug.artifacts import STATUS_OK
     from uvaug.assets import ModelError
     from uvaug.complete.run import complete_inputs as run_complete
     from uvaug.complete.run import create_completer, discover_uv_maps
@@ -123,7 +124,7 @@ def demo_command(
     report = fit_inputs(discover_inputs(images), fits, write_mesh=True, overwrite=True)
     console.print(f"fit: {report.faces} face(s) in {report.seconds:.2f} s")
     for rec in read_manifest(fits / MANIFEST_NAME):
-        if rec["status"] == "ok":
+        if rec["status"] == STATUS_OK:
             console.print(
                 f"  {rec['input']} face {rec['face']}: yaw {rec['yaw']:+.1f}, pitch {rec['pitch']:+.1f}, "
                 f"roll {rec['roll']:+.1f}; UV map {fits / rec['uv']}",

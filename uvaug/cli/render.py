@@ -148,6 +148,7 @@ def render_command(
     ] = False,
 ) -> None:
     """Render every fitted face at every requested yaw/pitch: whole photos or recognition-ready crops."""
+    from uvaug.artifacts import STATUS_OK, STATUS_SKIPPED
     from uvaug.render.run import MIRROR_BEYOND, RenderInputError, RenderOptions, plan_render, render_fits
     from uvaug.runner import available_cores
 
@@ -188,9 +189,9 @@ def render_command(
 
         def on_result(records: list) -> None:
             rendered["views"] += len(records)
-            rendered["ok"] += sum(r["status"] == "ok" for r in records)
+            rendered["ok"] += sum(r["status"] == STATUS_OK for r in records)
             rendered["mirrored"] += sum(bool(r.get("mirrored")) for r in records)
-            rendered["skipped"] += sum(r["status"] == "skipped" for r in records)
+            rendered["skipped"] += sum(r["status"] == STATUS_SKIPPED for r in records)
             progress.advance(task)
 
         report = render_fits(plan, out, options, workers=workers, on_result=on_result)
