@@ -9,7 +9,13 @@ import pytest
 from uvaug.fit.uv import uv_layout, visibility
 from uvaug.render.align import ARCFACE_TEMPLATE, arcface_matrix, five_points
 from uvaug.render.renderer import STRETCH_SOFT, Camera, HeadRenderer
-from uvaug.render.scene import TO_GL, build_head_scene, target_rotation
+from uvaug.render.scene import (
+    SIDE_DEPTH_CANONICAL,
+    TO_GL,
+    build_head_scene,
+    canonical_to_gl,
+    target_rotation,
+)
 
 
 def render(face, photo, yaw, pitch, background="photo", relative=False, camera=None):
@@ -179,6 +185,52 @@ def test_no_gap_opens_between_the_face_and_its_photo(astro_face, astronaut, yaw,
         target_rotation(astro_face.fit, yaw, pitch), Camera.whole_photo(*astronaut.shape[:2])
     )
     assert (np.abs(image.astype(int) - 128) > 40).sum() == 0
+
+
+def test_the_top_of_the_head_rounds_back_from_the_forehead(astro_face):
+    """The anchors above the forehead lie on the cranium: behind the hairline, well in front of the depth of
+    the head's sides that the rest of the rings keep (a flat plane there cut the head off at the forehead
+    in views turned or tilted chin up)."""
+    head = build_head_scene(astro_face.fit)
+    side = float(canonical_to_gl(astro_face.fit, SIDE_DEPTH_CANONICAL)[2])
+    ring = head.anchor_ring == 1
+    contour = head.anchors[head.anchor_ring == 0]
+    top = ring & (head.anchors[:, 1] > contour[:, 1].max())
+    top &= np.abs(head.anchors[:, 0] - contour[:, 0].mean()) < 0.15 * np.ptp(contour[:, 0])
+    assert top.any()
+    forehead = contour[np.argmax(contour[:, 1]), 2]
+    scale = float(astro_face.fit.scale)  # photo pixels per cm
+    assert (head.anchors[top, 2] > side + 3 * scale).all()
+    assert (head.anchors[top, 2] < forehead).all()
+    # beside the face at eye level the rings keep the depth of the head's sides
+    beside = ring & (np.abs(head.anchors[:, 1] - contour[:, 1].mean()) < 0.1 * np.ptp(contour[:, 1]))
+    assert beside.any()
+    np.testing.assert_allclose(head.anchors[beside, 2], side)
+
+
+@pytest.mark.parametrize("photo_yaw", [-35, 35])
+def test_the_background_never_covers_the_face(fitter, astronaut, astro_face, photo_yaw):
+    """A face in red surroundings, from a photo turned 35 degrees, frontalized and tilted: the pixels the face
+    covers show the face's green, not the photo's red (the cranium's depth, applied to anchors beside a
+    turned face's temples, once brought the wall in front of the frontalized cheek: 300-340 red pixels).
+    A 4-pixel rim is left out: along the revealed far edge the background's glued band overlaps the face's
+    silhouette by up to 3 pixels."""
+    photo, _, _ = render(astro_face, astronaut, photo_yaw, 0)
+    face = fitter(np.ascontiguousarray(photo))[0]
+    red_photo = np.zeros_like(photo)
+    red_photo[..., 0] = 255
+    green_uv = np.zeros_like(face.uv)
+    green_uv[..., 1] = green_uv[..., 3] = 255
+    renderer = HeadRenderer(build_head_scene(face.fit), green_uv, red_photo)
+    camera = Camera.whole_photo(*photo.shape[:2])
+    for pitch in (0, 20, -20):
+        rotation = target_rotation(face.fit, 0, pitch)
+        covered = renderer.render(rotation, camera, "none")[..., 3] == 255
+        covered = cv2.erode(covered.astype(np.uint8), np.ones((9, 9))) > 0
+        image = renderer.render(rotation, camera).astype(int)
+        assert covered.sum() > 3000
+        red = (image[..., 0] > 64) & covered
+        assert red.sum() == 0, (pitch, int(red.sum()))
 
 
 def test_photos_of_any_width_render_unskewed(fitter, astronaut, psnr):

@@ -8,9 +8,9 @@ head; face crops stay framed):
 * the face mesh turns rigidly (it is textured with its UV map);
 * a background mesh, textured with the photo itself, is spanned by anchor points: the face contour (turning
   with the face), a ring just outside it for hair, ears and neck (turning with the head, at the depth of the
-  sides of a head, behind the face), two wider rings that turn half as much, and a frame far outside the
-  photo (fixed). Its triangles stretch over whatever the turned head uncovers, so the picture has no
-  holes, and hair and ears move with the face instead of staying behind.
+  sides of a head, behind the face, or on the cranium above the forehead), two wider rings that turn half
+  as much, and a frame far outside the photo (fixed). Its triangles stretch over whatever the turned head
+  uncovers, so the picture has no holes, and hair and ears move with the face instead of staying behind.
 """
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ DEFOCUS_RINGS = (1, 2)
 #: MAE rose from 4.8 to 5.4 (neck pivot). `benchmarks/render_pose_fidelity.py` measures the result on
 #: held-out (val) faces.
 DEPTH_WRAP = 0.05
+#: The cranium as an ellipsoid in canonical-mesh cm (centre, semi-axes): 15.6 cm broad, 25 cm high, 21 cm
+#: long, 0.25 cm behind the hairline (the contour's top, y 8.3, z 4.5). Ring anchors whose line of sight meets
+#: its upper front (above CRANIUM_FROM_Y and in front of its centre) take its depth, so the top of the head
+#: rounds back from the forehead; at SIDE_DEPTH_CANONICAL, as all anchors were, it dropped 9 cm at once and
+#: views tilted chin up showed a head cut off flat at the forehead. Lower down the ellipsoid is left out:
+#: beside a turned face's temples it lies in front of the cheek, and frontalizing brought the photo's wall
+#: in front of the face. (Beside the face and below it the rings lie outside the cranium's outline anyway.)
+CRANIUM = (np.array([0.0, 1.0, -4.35]), np.array([7.8, 12.6, 10.5]))
+#: Height (canonical cm) from which the cranium shapes the rings: the top of the contour at the temples.
+CRANIUM_FROM_Y = 6.5
 BORDER_POINTS_PER_SIDE = 8
 
 
@@ -178,6 +188,27 @@ def wrap_depth(vertices_gl: np.ndarray, fit: FaceFit, curvature: float) -> np.nd
     return out
 
 
+def cranium_depth(fit: FaceFit, xy: np.ndarray) -> np.ndarray:
+    """(N,) GL depth of the cranium (:data:`CRANIUM`) seen at GL points ``xy`` (N, 2) in the photo: where
+    the line of sight meets its upper front; -inf elsewhere (see :data:`CRANIUM_FROM_Y`)."""
+    linear = np.asarray(fit.transform, np.float64)[:, :3] * TO_GL[:, None]
+    offset = np.asarray(fit.transform, np.float64)[:, 3] * TO_GL
+    inverse = np.linalg.inv(linear)
+    centre, axes = CRANIUM
+    # canonical point along the line of sight: start + z * direction
+    start = (np.column_stack([xy, np.zeros(len(xy))]) - offset) @ inverse.T
+    direction = inverse[:, 2]
+    a = ((direction / axes) ** 2).sum()
+    b = 2 * (((start - centre) * direction) / axes**2).sum(1)
+    c = (((start - centre) / axes) ** 2).sum(1) - 1
+    disc = b**2 - 4 * a * c
+    root = np.sqrt(np.maximum(disc, 0.0))
+    front = np.maximum((-b + root) / (2 * a), (-b - root) / (2 * a))
+    hit = start + front[:, None] * direction
+    above = (hit[:, 1] >= CRANIUM_FROM_Y) & (hit[:, 2] >= centre[2])
+    return np.where((disc >= 0) & above, front, -np.inf)
+
+
 def canonical_to_gl(fit: FaceFit, point: np.ndarray) -> np.ndarray:
     """(3,) a canonical-mesh point (cm) where the fitted face has it, in the GL frame."""
     return (np.asarray(fit.transform, np.float64) @ np.append(point, 1.0)) * TO_GL
@@ -201,7 +232,7 @@ def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
         # Rings may reach past the photo (tight face crops). Clamping them to its border would fold their
         # triangles; unclamped, the texture is sampled clamp-to-edge there and the camera sees only the photo.
         spread = centre + (contour[:, :2] - centre) * scale
-        ring = np.column_stack([spread, np.full(len(contour), side_depth)])
+        ring = np.column_stack([spread, np.maximum(cranium_depth(fit, spread), side_depth)])
         points.append(ring)
         shares.append(np.full(len(ring), share))
         vertices.append(np.full(len(ring), -1))
