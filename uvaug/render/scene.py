@@ -60,8 +60,8 @@ DEPTH_WRAP = 0.05
 #: its upper front (above CRANIUM_FROM_Y and in front of its centre) take its depth, so the top of the head
 #: rounds back from the forehead; at SIDE_DEPTH_CANONICAL, as all anchors were, it dropped 9 cm at once and
 #: views tilted chin up showed a head cut off flat at the forehead. Lower down the ellipsoid is left out:
-#: beside a turned face's temples it lies in front of the cheek, and frontalizing brought the photo's wall
-#: in front of the face. (Beside the face and below it the rings lie outside the cranium's outline anyway.)
+#: beside a turned face's temples it lies in front of the cheek, while the photo there shows what lies
+#: behind the head. (Beside a frontal face and below it the rings lie outside the cranium's outline anyway.)
 CRANIUM = (np.array([0.0, 1.0, -4.35]), np.array([7.8, 12.6, 10.5]))
 #: Height (canonical cm) from which the cranium shapes the rings: the top of the contour at the temples.
 CRANIUM_FROM_Y = 6.5
