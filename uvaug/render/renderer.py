@@ -226,6 +226,10 @@ class HeadRenderer:
         return self.scene.add(pyrender.Mesh([prim]))
 
 
+#: Depth (photo px) between the face's farthest point and the nearest background when they would overlap.
+BACKGROUND_GAP = 1.0
+
+
 def behind_the_face(anchors: np.ndarray, face: np.ndarray) -> np.ndarray:
     """``anchors`` moved straight back (the camera is orthographic: they project where they did) until the
     whole background lies behind the face, so that the photo's surroundings never hide it. Between them they
@@ -236,8 +240,6 @@ def behind_the_face(anchors: np.ndarray, face: np.ndarray) -> np.ndarray:
     return anchors - (0.0, 0.0, max(shift, 0.0))
 
 
-#: Depth (photo px) between the face's farthest point and the nearest background when they would overlap.
-BACKGROUND_GAP = 1.0
 #: Magnification (:meth:`HeadScene.background_stretch`) from which a background triangle starts to show the
 #: defocused photo, and from which it shows only that.
 STRETCH_SHARP, STRETCH_SOFT = 1.2, 2.0

@@ -180,8 +180,7 @@ def wrap_depth(vertices_gl: np.ndarray, fit: FaceFit, curvature: float) -> np.nd
 
     The push is along the viewing direction, so the face at its photo pose projects exactly as fitted.
     """
-    linear = np.asarray(fit.transform, np.float64)[:, :3] * TO_GL[:, None]  # canonical cm -> GL px
-    offset = np.asarray(fit.transform, np.float64)[:, 3] * TO_GL
+    linear, offset = _canonical_to_gl_affine(fit)
     canonical_x = np.linalg.solve(linear, (vertices_gl - offset).T)[0]
     out = np.zeros_like(vertices_gl)
     out[:, 2] = -curvature * canonical_x**2 * float(fit.scale)
@@ -191,8 +190,7 @@ def wrap_depth(vertices_gl: np.ndarray, fit: FaceFit, curvature: float) -> np.nd
 def cranium_depth(fit: FaceFit, xy: np.ndarray) -> np.ndarray:
     """(N,) GL depth of the cranium (:data:`CRANIUM`) seen at GL points ``xy`` (N, 2) in the photo: where
     the line of sight meets its upper front; -inf elsewhere (see :data:`CRANIUM_FROM_Y`)."""
-    linear = np.asarray(fit.transform, np.float64)[:, :3] * TO_GL[:, None]
-    offset = np.asarray(fit.transform, np.float64)[:, 3] * TO_GL
+    linear, offset = _canonical_to_gl_affine(fit)
     inverse = np.linalg.inv(linear)
     centre, axes = CRANIUM
     # canonical point along the line of sight: start + z * direction
@@ -202,11 +200,16 @@ def cranium_depth(fit: FaceFit, xy: np.ndarray) -> np.ndarray:
     b = 2 * (((start - centre) * direction) / axes**2).sum(1)
     c = (((start - centre) / axes) ** 2).sum(1) - 1
     disc = b**2 - 4 * a * c
-    root = np.sqrt(np.maximum(disc, 0.0))
-    front = np.maximum((-b + root) / (2 * a), (-b - root) / (2 * a))
+    front = (-b + np.sqrt(np.maximum(disc, 0.0))) / (2 * a)  # a > 0: the larger root, nearer the camera
     hit = start + front[:, None] * direction
     above = (hit[:, 1] >= CRANIUM_FROM_Y) & (hit[:, 2] >= centre[2])
     return np.where((disc >= 0) & above, front, -np.inf)
+
+
+def _canonical_to_gl_affine(fit: FaceFit) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 3) linear part and (3,) offset of the map from canonical-mesh cm to the GL frame (photo px)."""
+    transform = np.asarray(fit.transform, np.float64)
+    return transform[:, :3] * TO_GL[:, None], transform[:, 3] * TO_GL
 
 
 def canonical_to_gl(fit: FaceFit, point: np.ndarray) -> np.ndarray:
