@@ -214,7 +214,8 @@ def _canonical_to_gl_affine(fit: FaceFit) -> tuple[np.ndarray, np.ndarray]:
 
 def canonical_to_gl(fit: FaceFit, point: np.ndarray) -> np.ndarray:
     """(3,) a canonical-mesh point (cm) where the fitted face has it, in the GL frame."""
-    return (np.asarray(fit.transform, np.float64) @ np.append(point, 1.0)) * TO_GL
+    linear, offset = _canonical_to_gl_affine(fit)
+    return linear @ np.asarray(point, np.float64) + offset
 
 
 def build_head_scene(fit: FaceFit, depth_wrap: float = DEPTH_WRAP) -> HeadScene:
