@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from uvaug import __version__
 from uvaug.cli.app import app
+from uvaug.cli.console import reflow
 from uvaug.io import MANIFEST_NAME, read_manifest, write_image_atomic
 
 WIDE = {"COLUMNS": "200"}  # rich wraps tables and help at the terminal width; keep names on one line
@@ -49,6 +50,16 @@ def test_version_and_help():
     assert result.exit_code == 0
     assert "Examples" in result.stdout and "uvaug fit photos/" in result.stdout
     assert "--workers" in result.stdout and "manifest.jsonl" in result.stdout
+
+
+def test_help_prose_wraps_at_the_terminal_width_and_examples_keep_their_lines():
+    examples = "[bold]Examples[/]\n\n  uvaug fit a/\n  uvaug fit b/"
+    assert reflow(f"{examples}\n\nOne sentence\nacross lines.\n\nAnother.\n") == (
+        f"{examples}\n\nOne sentence across lines.\n\nAnother."
+    )
+    wide = invoke("pipeline", "--help").stdout  # the source breaks this sentence after "the shipped model"
+    assert "completed (the shipped model on ONNX Runtime, CUDA when present, in batches)" in wide
+    assert "--align arcface          # 9 yaws per image, 112x112 crops" in wide
 
 
 def test_fit_a_folder_into_the_default_output(photos: Path):

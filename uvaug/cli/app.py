@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 from uvaug import __version__
 from uvaug.cli.complete import EPILOG as COMPLETE_EPILOG
 from uvaug.cli.complete import complete_command
-from uvaug.cli.console import console, fail
+from uvaug.cli.console import console, fail, reflow
 from uvaug.cli.doctor import doctor_command
 from uvaug.cli.fit import EPILOG as FIT_EPILOG
 from uvaug.cli.fit import fit_command
@@ -87,13 +87,13 @@ def _root(
     pass
 
 
-app.command("fit", epilog=FIT_EPILOG)(fit_command)
-app.command("complete", epilog=COMPLETE_EPILOG)(complete_command)
-app.command("render", epilog=RENDER_EPILOG)(render_command)
-app.command("pipeline", epilog=PIPELINE_EPILOG)(pipeline_command)
-app.command("train", epilog=TRAIN_EPILOG)(train_command)
-app.command("export", epilog=EXPORT_EPILOG)(export_command)
-app.command("quantize", epilog=QUANTIZE_EPILOG)(quantize_command)
+app.command("fit", epilog=reflow(FIT_EPILOG))(fit_command)
+app.command("complete", epilog=reflow(COMPLETE_EPILOG))(complete_command)
+app.command("render", epilog=reflow(RENDER_EPILOG))(render_command)
+app.command("pipeline", epilog=reflow(PIPELINE_EPILOG))(pipeline_command)
+app.command("train", epilog=reflow(TRAIN_EPILOG))(train_command)
+app.command("export", epilog=reflow(EXPORT_EPILOG))(export_command)
+app.command("quantize", epilog=reflow(QUANTIZE_EPILOG))(quantize_command)
 app.command("doctor")(doctor_command)
 
 

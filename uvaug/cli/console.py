@@ -32,6 +32,19 @@ WorkersOption = Annotated[
 USAGE_ERROR = 2
 
 
+def reflow(epilog: str) -> str:
+    """A help epilog with each prose paragraph on one line, so the terminal wraps it at its own width.
+
+    Typer keeps single line breaks in rich markup mode: prose wrapped at the source's 110 columns comes out
+    ragged in an 80-column terminal. Paragraphs with an indented line (the examples) keep their breaks.
+    """
+    paragraphs = epilog.strip("\n").split("\n\n")
+    return "\n\n".join(
+        p if any(line[:1].isspace() for line in p.splitlines()) else " ".join(p.split("\n"))
+        for p in paragraphs
+    )
+
+
 def fail(message: str) -> NoReturn:
     """Stop with a one-line message and exit status 2 (bad usage or input that cannot be run at all)."""
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
