@@ -131,8 +131,46 @@ def test_output_inside_the_input_is_not_read_back(photos: Path):
 def test_doctor():
     result = invoke("doctor")
     assert result.exit_code == 0, result.output
-    for what in ("face_landmarker.task", "LiteRT", "GL ", "ONNX Runtime"):
+    for what in ("face_landmarker.task", "LiteRT", "GL ", "ONNX Runtime", "completion device"):
         assert what in result.stderr, what
+
+
+def _doctor_with_gl(monkeypatch, works: dict[str, bool], chosen: str | None = None):
+    """``uvaug doctor`` as it reports on a machine where only the platforms in ``works`` render (the probe
+    of the system's GL libraries is the boundary replaced here)."""
+    import uvaug.gl
+
+    monkeypatch.setattr(
+        uvaug.gl, "probe_platform", lambda name: (works[name], "renders" if works[name] else "nope")
+    )
+    if chosen is None:
+        monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    else:
+        monkeypatch.setenv("PYOPENGL_PLATFORM", chosen)
+    result = invoke("doctor")
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.stderr.splitlines()
+        if line.count("│") == 4 and line.split("│")[1].strip()
+    }
+    return result, rows
+
+
+def test_doctor_fails_only_on_the_gl_platform_rendering_would_use(monkeypatch):
+    result, rows = _doctor_with_gl(monkeypatch, {"egl": True, "osmesa": False})
+    assert result.exit_code == 0, result.output
+    assert rows["GL egl"] == "ok" and rows["GL osmesa"] == "-" and rows["GL platform for rendering"] == "ok"
+
+    result, rows = _doctor_with_gl(monkeypatch, {"egl": True, "osmesa": False}, chosen="osmesa")
+    assert result.exit_code == 1
+    assert rows["GL osmesa"] == "FAIL" and rows["GL platform for rendering"] == "FAIL"
+    assert "set it to egl" in " ".join(result.stderr.split())
+
+    result, rows = _doctor_with_gl(monkeypatch, {"egl": False, "osmesa": False})
+    assert result.exit_code == 1
+    assert rows["GL egl"] == rows["GL osmesa"] == rows["GL platform for rendering"] == "FAIL"
+    assert "apt-get install libosmesa6" in " ".join(result.stderr.split())
+    assert "3 check(s) failed" in result.stderr
 
 
 def test_demo(tmp_path: Path):

@@ -8,6 +8,7 @@ import platform
 import shutil
 import subprocess
 
+import typer
 from rich.table import Table
 
 from uvaug import __version__
@@ -43,16 +44,7 @@ def _checks() -> list[tuple[str, bool | None, str]]:
     except Exception as exc:
         rows.append(("LiteRT", False, f"{type(exc).__name__}: {exc}"))
 
-    from uvaug.gl import PLATFORMS, probe_platform
-
-    chosen = os.environ.get("PYOPENGL_PLATFORM")
-    working = []
-    for name in PLATFORMS:
-        ok, why = probe_platform(name)
-        working += [name] if ok else []
-        rows.append((f"GL {name}", ok, why))
-    detail = f"{chosen} (from PYOPENGL_PLATFORM)" if chosen else (working[0] if working else "none")
-    rows.append(("GL platform for rendering", bool(chosen or working), detail))
+    rows += _gl_rows()
 
     try:
         import onnxruntime as ort
@@ -62,6 +54,7 @@ def _checks() -> list[tuple[str, bool | None, str]]:
         rows.append(("ONNX Runtime", True, f"{build} {ort.__version__}: {', '.join(providers)}"))
     except Exception as exc:
         rows.append(("ONNX Runtime", False, f"{type(exc).__name__}: {exc}"))
+    rows.append(_completion_row())
 
     gpu = "none"
     if shutil.which("nvidia-smi"):
@@ -83,8 +76,55 @@ def _checks() -> list[tuple[str, bool | None, str]]:
     return rows
 
 
+def _gl_rows() -> list[tuple[str, bool | None, str]]:
+    """A row per headless GL platform and one for the platform rendering will use.
+
+    A platform that does not work fails the check only when rendering would use it (or nothing works):
+    OSMesa missing beside a working EGL is information, not a fault.
+    """
+    from uvaug.gl import INSTALL_HINT, PLATFORMS, probe_platform
+
+    chosen = os.environ.get("PYOPENGL_PLATFORM")
+    probes = {name: probe_platform(name) for name in PLATFORMS}
+    used = chosen or next((name for name, (ok, _) in probes.items() if ok), None)
+    rows: list[tuple[str, bool | None, str]] = []
+    for name, (ok, why) in probes.items():
+        needed = ok or used is None or name == used
+        rows.append((f"GL {name}", ok if needed else None, why if needed else f"{why}; not needed"))
+    if used is None:
+        rows.append(("GL platform for rendering", False, INSTALL_HINT))
+    elif used not in probes:
+        rows.append(("GL platform for rendering", None, f"{used} (from PYOPENGL_PLATFORM; not probed)"))
+    else:
+        detail = f"{used} (from PYOPENGL_PLATFORM)" if chosen else used
+        working = [name for name, (ok, _) in probes.items() if ok]
+        if not probes[used][0]:
+            detail += (
+                f" does not render; unset PYOPENGL_PLATFORM or set it to {working[0]}" if working else ""
+            )
+        rows.append(("GL platform for rendering", probes[used][0], detail))
+    return rows
+
+
+def _completion_row() -> tuple[str, bool | None, str]:
+    """Where ``uvaug complete`` runs the shipped model by default: ONNX Runtime lists the CUDA provider
+    whenever its GPU build is installed, so only a session that starts on it says a GPU will be used."""
+    try:
+        from uvaug.complete.onnx_runtime import OnnxCompleter
+
+        completer = OnnxCompleter(device="auto")
+    except Exception as exc:
+        return ("completion device", False, f"{type(exc).__name__}: {exc}")
+    return (
+        "completion device",
+        True,
+        f"{completer.device} (session providers: {', '.join(completer.providers)})",
+    )
+
+
 def doctor_command() -> None:
-    """Report models, LiteRT, the OpenGL platform, ONNX Runtime providers and the GPU."""
+    """Report models, LiteRT, the OpenGL platform, ONNX Runtime providers and the GPU; exit status 1 when a
+    check fails."""
     table = Table(title="uvaug doctor", title_justify="left")
     table.add_column("check", style="bold")
     table.add_column("")
@@ -94,3 +134,7 @@ def doctor_command() -> None:
         mark = "[green]ok[/]" if ok else ("[dim]-[/]" if ok is None else "[red]FAIL[/]")
         table.add_row(what, mark, detail)
     console.print(table)
+    failed = [what for what, ok, _ in rows if ok is False]
+    if failed:
+        console.print(f"[bold red]{len(failed)} check(s) failed:[/] {', '.join(failed)}", highlight=False)
+        raise typer.Exit(1)
