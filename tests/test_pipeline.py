@@ -240,6 +240,15 @@ def test_output_folder_inside_the_input_is_excluded_and_overlaps_refused(tmp_pat
         run_pipeline(src / "a", src, _options())
 
 
+def test_a_folder_without_images_is_refused_before_any_output_is_made(tmp_path: Path):
+    src = tmp_path / "faces"
+    (src / "empty-identity").mkdir(parents=True)
+    (src / "notes.txt").write_text("not an image")
+    with pytest.raises(PipelineInputError, match="no images found in"):
+        run_pipeline(src, tmp_path / "aug", _options(), workers=1)
+    assert not (tmp_path / "aug").exists()
+
+
 def test_a_completion_failure_is_an_error_of_those_inputs_only(dataset, tmp_path: Path):
     src, _ = dataset
     broken = contract_model(tmp_path / "broken.onnx", crop=8)  # returns 8x8 maps: breaks the contract

@@ -185,6 +185,12 @@ def run_pipeline(
         raise PipelineInputError(f"input not found: {source}")
     report = PipelineReport(executor=executor)
     report.output_excluded = check_folders(src, out)
+    try:  # as `uvaug fit` does: a folder without images is a mistake, not a run of nothing
+        first = next(iter_inputs(src, exclude=[out], on_error=lambda _rel, _message: None), None)
+    except InputError as exc:
+        raise PipelineInputError(str(exc)) from None
+    if first is None:
+        raise PipelineInputError(f"no images found in {source}")
     out = prepare_output(out)
     check_settings(out, options, overwrite)
     runner = _executor(executor, out, options, workers, ray_address)
