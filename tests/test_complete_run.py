@@ -450,6 +450,31 @@ def test_cuda_runs_or_is_refused_clearly(model_file: Path, fit_output: Path):
         np.testing.assert_array_equal(completer(rgba), OnnxCompleter(model_file, device="cpu")(rgba))
 
 
+def test_a_cuda_session_that_does_not_start_is_retried_once_with_the_pip_cuda_libraries(
+    model_file: Path, monkeypatch
+):
+    """Where CUDA does not start at first, NVIDIA's wheels (if installed) are loaded and the session started
+    again; where that does not help either, auto still ends on the CPU and cuda still fails in one line."""
+    import onnxruntime as ort
+
+    from uvaug.complete import onnx_runtime
+
+    if CUDA not in ort.get_available_providers() or _cuda_usable(model_file):
+        pytest.skip("needs ONNX Runtime's GPU build on a machine where CUDA does not start")
+    loads = []
+    monkeypatch.setattr(onnx_runtime, "pip_cuda_libraries", lambda: True)  # as if 'uvaug[gpu]' were installed
+    monkeypatch.setattr(ort, "preload_dlls", lambda: loads.append(1), raising=False)  # ONNX Runtime's loader
+    onnx_runtime.preload_pip_cuda_libraries.cache_clear()
+    try:
+        assert OnnxCompleter(model_file, device="auto").device == "cpu"
+        assert OnnxCompleter(model_file, device="cpu").device == "cpu"
+        with pytest.raises(DeviceError, match="uvaug\\[gpu\\]"):
+            OnnxCompleter(model_file, device="cuda")
+        assert loads == [1]  # loaded once per process, only for sessions that asked for CUDA
+    finally:
+        onnx_runtime.preload_pip_cuda_libraries.cache_clear()
+
+
 def test_create_completer_checks_its_arguments(model_file: Path):
     assert isinstance(create_completer("symmetric"), SymmetricCompleter)
     assert create_completer("model", model_file, device="cpu").model == "mirror.onnx"

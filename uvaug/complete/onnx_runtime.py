@@ -14,6 +14,9 @@ size, unless its metadata names the size it was trained at (``uv_size``).
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
+import io
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -93,6 +96,29 @@ def choose_providers(device: str, available: Sequence[str] | None = None) -> lis
     return [CPU]
 
 
+def pip_cuda_libraries() -> bool:
+    """Whether NVIDIA's CUDA and cuDNN wheels are installed (``pip install 'uvaug[gpu]'``)."""
+    return importlib.util.find_spec("nvidia") is not None
+
+
+@functools.cache
+def preload_pip_cuda_libraries() -> bool:
+    """Load the CUDA and cuDNN libraries of NVIDIA's pip wheels, once per process; False if there are none.
+
+    ONNX Runtime's CUDA provider looks for them only on the system's library path, not in the wheels, unless
+    they were loaded first (``onnxruntime.preload_dlls``). That prints what it cannot load; kept quiet here,
+    since a session that still cannot start on CUDA falls back to the CPU or raises :class:`DeviceError`.
+    """
+    if not pip_cuda_libraries() or not hasattr(ort, "preload_dlls"):
+        return False
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            ort.preload_dlls()
+        except Exception:  # a broken CUDA install must not stop a CPU run
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def _quiet_provider_fallback() -> Iterator[None]:
     """Silence ONNX Runtime's log while a session starts: a CUDA provider that cannot load (no GPU, missing
@@ -127,21 +153,26 @@ class OnnxCompleter:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            with _quiet_provider_fallback():
-                self.session = ort.InferenceSession(os.fspath(self.path), options, providers=providers)
-        except Exception as exc:  # ONNX Runtime raises its own exception types for every kind of bad file
-            detail = " ".join(str(exc).split())[:200]
-            raise ModelError(f"cannot load completion model {self.path}: {detail}") from None
+        self.session = self._start(options, providers)
+        if CUDA in providers and CUDA not in self.session.get_providers() and preload_pip_cuda_libraries():
+            self.session = self._start(options, providers)  # again, with the wheels' CUDA libraries loaded
         self.providers: list[str] = self.session.get_providers()
         if device == "cuda" and CUDA not in self.providers:
             raise DeviceError(
                 "CUDA requested, but ONNX Runtime could not start its CUDA provider (no usable GPU, or the "
-                "CUDA/cuDNN libraries it needs are missing); use --device cpu"
+                "CUDA/cuDNN libraries it needs are missing: pip install 'uvaug[gpu]'); use --device cpu"
             )
         self.device = "cuda" if CUDA in self.providers else "cpu"
         self.model: str | None = self.path.name
         self.size, self.fixed_batch = _signature(self.session, self.path)
+
+    def _start(self, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+        try:
+            with _quiet_provider_fallback():
+                return ort.InferenceSession(os.fspath(self.path), options, providers=providers)
+        except Exception as exc:  # ONNX Runtime raises its own exception types for every kind of bad file
+            detail = " ".join(str(exc).split())[:200]
+            raise ModelError(f"cannot load completion model {self.path}: {detail}") from None
 
     def __call__(self, rgba: np.ndarray) -> np.ndarray:
         batch, single = as_batch(rgba)
