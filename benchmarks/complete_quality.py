@@ -16,6 +16,11 @@ baseline and the models are scored as ``uvaug complete`` writes them, their seam
 A second table scores the same outputs over whole maps: every texel the photo showed, the known ones (kept
 exactly by every method) included. That is how whole-map inpainting figures such as the paper's are usually
 given; it is easier than the hidden texels alone, the more so the less a bin hides.
+
+A third table measures how soft each fill is (:func:`detail_ratio`): the fine structure in the filled texels
+against the photo's own there, 1 meaning as much as the photo (right or wrong: a mirrored copy scores about
+1 whatever it copies). PSNR rewards a blurred fill over a sharp one that is slightly off; this shows the
+price.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from common import add_utkface_argument, utkface_names
 
@@ -46,6 +52,26 @@ def mean_colour(source: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Texels next to a hole's rim are left out of :func:`detail_ratio`: the rim's step in colour is no detail.
+DETAIL_MARGIN = 2
+
+
+def detail_ratio(completed_rgb: np.ndarray, source: np.ndarray, target: np.ndarray) -> float | None:
+    """Mean absolute Laplacian of the luminance over the seen-but-hidden texels (``DETAIL_MARGIN`` texels in
+    from the hole's rim), the fill's over the photo's; None where too few texels are left."""
+    hidden = ((target[..., 3] >= 128) & (source[..., 3] < 128)).astype(np.uint8)
+    side = 2 * DETAIL_MARGIN + 1
+    inner = cv2.erode(hidden, np.ones((side, side), np.uint8)).astype(bool)
+    if inner.sum() < 50:
+        return None
+
+    def fine(rgb: np.ndarray) -> float:
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=3))[inner].mean())
+
+    return fine(completed_rgb) / max(fine(target[..., :3]), 1e-6)
+
+
 def score_bins(
     faces: list,
     completers: dict[str, Callable[[np.ndarray], np.ndarray]],
@@ -60,7 +86,7 @@ def score_bins(
     report(f"{'target |yaw|':>13} {'hidden':>7}" + "".join(f" {m:>20}" for m in methods))
     timings: dict[str, float] = dict.fromkeys(methods, 0.0)
     results: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
-    whole_rows = []
+    whole_rows, detail_rows = [], []
     for low, high in BINS:
         pairs = SelfOcclusionPairs(faces, seed=7 + low, yaw_range=(low, high))
         data = [pairs[i] for i in range(len(pairs))]
@@ -82,7 +108,7 @@ def score_bins(
                 [completer(sources[i : i + BATCH])[..., :3] for i in range(0, len(sources), BATCH)]
             )
             timings[name] += time.perf_counter() - start
-        row = whole_row = f"{low:>6}-{high:<6} {hidden:>7.1%}"
+        row = whole_row = detail_row = f"{low:>6}-{high:<6} {hidden:>7.1%}"
         for name in methods:
             both = [hidden_and_whole_scores(outputs[name][i], s, t) for i, (s, t) in enumerate(data)]
             scores = np.array([hidden for hidden, _ in both if hidden is not None])
@@ -91,11 +117,17 @@ def score_bins(
             row += f" {psnr:>11.2f} / {ssim:.3f}"
             whole = np.array([whole for _, whole in both if whole is not None])
             whole_row += f" {whole[:, 0].mean():>11.2f} / {whole[:, 1].mean():.3f}"
+            ratios = [detail_ratio(outputs[name][i], s, t) for i, (s, t) in enumerate(data)]
+            detail_row += f" {np.mean([r for r in ratios if r is not None]):>20.2f}"
         report(row)
         whole_rows.append(whole_row)
+        detail_rows.append(detail_row)
     report("whole maps (every texel the photo showed, known ones included):")
     for whole_row in whole_rows:
         report(whole_row)
+    report("fine detail of the fill over the photo's, on the hidden texels (1 = as much as the photo):")
+    for detail_row in detail_rows:
+        report(detail_row)
     total = len(faces) * len(BINS)
     report(
         f"maps/s (1 process, batches of {BATCH}): "
