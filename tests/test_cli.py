@@ -172,6 +172,10 @@ def test_doctor_fails_only_on_the_gl_platform_rendering_would_use(monkeypatch):
     assert "apt-get install libosmesa6" in " ".join(result.stderr.split())
     assert "3 check(s) failed" in result.stderr
 
+    result, rows = _doctor_with_gl(monkeypatch, {"egl": False, "osmesa": False}, chosen="egl")
+    assert result.exit_code == 1 and rows["GL platform for rendering"] == "FAIL"
+    assert "does not render; no headless OpenGL platform works" in " ".join(result.stderr.split())
+
 
 def test_demo(tmp_path: Path):
     result = invoke("demo", "-o", str(tmp_path / "demo"))

@@ -100,7 +100,9 @@ def _gl_rows() -> list[tuple[str, bool | None, str]]:
         working = [name for name, (ok, _) in probes.items() if ok]
         if not probes[used][0]:
             detail += (
-                f" does not render; unset PYOPENGL_PLATFORM or set it to {working[0]}" if working else ""
+                f" does not render; unset PYOPENGL_PLATFORM or set it to {working[0]}"
+                if working
+                else f" does not render; {INSTALL_HINT}"
             )
         rows.append(("GL platform for rendering", probes[used][0], detail))
     return rows
