@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from uvaug.fit.bundle import default_bundle
-from uvaug.fit.pose import DEPTH_WEIGHT, angles_from_rotation, estimate_pose, rotation_from_angles
+from uvaug.fit.landmarks import mirror_permutation
+from uvaug.fit.pose import (
+    DEPTH_WEIGHT,
+    Silhouette,
+    angles_from_rotation,
+    estimate_pose,
+    rotation_from_angles,
+)
 
 
 def test_canonical_mesh_parsed_from_bundle():
@@ -57,6 +64,40 @@ def test_depth_counts_less_than_position_in_the_pose_fit():
     assert read[1.0] < 43 < 46 < read[DEPTH_WEIGHT] < 50  # measured 42.1 and 47.1
     flat = estimate_pose(np.tile([[100.0, 100.0, 0.0]], (468, 1)), g.vertices)
     assert np.isfinite(flat.rotation).all() and flat.rotation @ flat.rotation.T == pytest.approx(np.eye(3))
+
+
+def _outline_on_silhouette(photo_cam: np.ndarray, rot: np.ndarray, silhouette: Silhouette) -> np.ndarray:
+    """Camera-frame mesh points with the far outline moved onto the mesh's silhouette, as the landmark
+    model places it on turned faces (each far outline point where the outermost vertex of its row shows)."""
+    g = default_bundle().geometry
+    lateral = np.sign(g.vertices[silhouette.outline, 0])[:, None] * rot[:, 0]
+    far = lateral[:, 2] < 0
+    rows = silhouette.rows[far]
+    outward = np.sign(lateral[far, 0])[:, None] * (g.vertices @ rot[0])[rows]
+    outermost = rows[np.arange(len(rows)), np.argmax(np.where(rows >= 0, outward, -np.inf), 1)]
+    out = photo_cam.copy()
+    out[silhouette.outline[far], :2] = photo_cam[outermost, :2]
+    return out
+
+
+@pytest.mark.parametrize(("yaw", "pitch", "roll"), [(10, 0, 0), (50, 0, 5), (-60, -10, 0), (70, 10, -5)])
+def test_silhouette_fit_reads_a_turned_outline_as_the_landmark_model_gives_it(yaw, pitch, roll):
+    """Landmarks whose far outline lies on the cheek's visible edge read short when matched to the mesh's
+    own outline vertices (the plain fit) and true with the silhouette fit; mirrored, they read the mirror
+    pose."""
+    g = default_bundle().geometry
+    silhouette = Silhouette.of_mesh(g.vertices, g.triangles)
+    rot = rotation_from_angles(yaw, pitch, roll)
+    landmarks = _outline_on_silhouette(12.0 * g.vertices @ rot.T, rot, silhouette)
+    photo = landmarks * [1, -1, -1] + [300, 200, 0]
+    pose = estimate_pose(photo, g.vertices, silhouette=silhouette)
+    assert (pose.yaw, pose.pitch, pose.roll) == pytest.approx((yaw, pitch, roll), abs=0.05)
+    plain = estimate_pose(photo, g.vertices)
+    if abs(yaw) >= 50:
+        assert abs(plain.yaw) < abs(yaw) - 2  # measured 47.4 at 50, 56.7 at 60, 66.0 at 70
+    mirrored = photo[mirror_permutation()[: len(photo)]] * [-1, 1, 1] + [600, 0, 0]
+    flipped = estimate_pose(mirrored, g.vertices, silhouette=silhouette)
+    assert (flipped.yaw, flipped.pitch, flipped.roll) == pytest.approx((-yaw, pitch, -roll), abs=0.05)
 
 
 def test_roll_sign_follows_image_rotation():

@@ -19,7 +19,7 @@ from uvaug.fit.landmarks import (
     Roi,
     roi_from_points,
 )
-from uvaug.fit.pose import estimate_pose
+from uvaug.fit.pose import Silhouette, estimate_pose
 from uvaug.fit.uv import DEFAULT_MIN_FACING, DEFAULT_UV_SIZE, unwrap, uv_layout
 from uvaug.registry import Registry
 
@@ -92,6 +92,7 @@ class MediaPipeFitter:
         self.options = options or FitOptions()
         bundle = default_bundle()
         self.geometry = bundle.geometry
+        self.silhouette = Silhouette.of_mesh(self.geometry.vertices, self.geometry.triangles)
         self.detector = BlazeFaceDetector(bundle.detector_tflite, min_score=self.options.min_score)
         self.landmarker = FaceLandmarker(bundle.landmarker_tflite)
         self.layout = uv_layout(self.options.uv_size)
@@ -142,7 +143,7 @@ class MediaPipeFitter:
     def _face(self, image: np.ndarray, det: Detection, landmarks: np.ndarray, presence: float) -> FittedFace:
         g = self.geometry
         vertices = landmarks[: len(g.vertices)]
-        pose = estimate_pose(vertices, g.vertices)
+        pose = estimate_pose(vertices, g.vertices, silhouette=self.silhouette)
         fit = FaceFit(
             image_size=np.asarray(image.shape[:2], np.int32),
             box=det.box.astype(np.float32),

@@ -25,6 +25,7 @@ from scipy.spatial.transform import Rotation, Slerp
 from uvaug.artifacts import FaceFit
 from uvaug.fit.mesh import mesh_topology
 from uvaug.fit.pose import angles_from_rotation, rotation_from_angles
+from uvaug.fit.topology import boundary_loop
 
 TO_GL = np.array([1.0, -1.0, -1.0])
 #: Centre of a view's rotation in canonical-mesh centimetres: the face's centroid (on the midline, on the
@@ -72,22 +73,7 @@ BORDER_POINTS_PER_SIDE = 8
 @cache
 def contour_loop() -> np.ndarray:
     """Vertex indices of the face mesh's outer boundary, in order around the face."""
-    tris = mesh_topology().triangles
-    edges = np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]), axis=1)
-    uniq, counts = np.unique(edges, axis=0, return_counts=True)
-    boundary = uniq[counts == 1]
-    neighbours: dict[int, list[int]] = {}
-    for a, b in boundary:
-        neighbours.setdefault(int(a), []).append(int(b))
-        neighbours.setdefault(int(b), []).append(int(a))
-    start = int(boundary[0, 0])
-    loop, prev = [start], None
-    while True:
-        nxt = next(n for n in neighbours[loop[-1]] if n != prev)
-        if nxt == start:
-            return np.asarray(loop, np.int64)
-        prev = loop[-1]
-        loop.append(nxt)
+    return boundary_loop(mesh_topology().triangles)
 
 
 def view_angles(fit: FaceFit, yaw: float, pitch: float, relative: bool = False) -> tuple[float, float]:
