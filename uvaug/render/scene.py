@@ -47,7 +47,7 @@ DEFOCUS_RINGS = (1, 2)
 #: DEPTH_WRAP * x^2 (x: its distance from the face's midline in cm). The landmark model's mesh is too flat
 #: from side to side: unwrapped, turned faces read back less turned than asked (by the same fitter, which
 #: read real AFLW2000 photos within 2 degrees up to 50 degrees, but 4 short at 50-55 and 7 at 55-65, when
-#: this was tuned; 1-3 up to 60 and 5 at 60-65 since its silhouette-aware pose fit:
+#: this was tuned; within 3.5 up to 60 and 5 short at 60-65 since its silhouette-aware pose fit:
 #: ``benchmarks/fit_pose_aflw.py``'s last table). The added depth turns with the view's change of yaw
 #: only (:meth:`HeadScene.wrap_turn`): turned with pitch too, it made pitch renders overshoot by about half.
 #: Chosen on 40 UTKFace *train* faces (render at yaw -45..45 x pitch -20, 0, 20 with completed textures,
