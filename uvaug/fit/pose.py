@@ -181,7 +181,7 @@ class Silhouette:
             np.flatnonzero(
                 (side == side[j])
                 & (np.abs(v[:, 1] - v[j, 1]) < SILHOUETTE_BAND)
-                & (np.abs(v[:, 0]) >= 0.3 * abs(v[j, 0]))
+                & (np.abs(v[:, 0]) >= 0.3 * abs(v[j, 0]))  # the cheek's part of the row, not the nose
             )
             for j in outline
         ]
