@@ -4,6 +4,7 @@ outline in the head scene): the ordered boundary loop and area-weighted vertex n
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 
 def boundary_loop(triangles: np.ndarray) -> np.ndarray:
@@ -26,13 +27,23 @@ def boundary_loop(triangles: np.ndarray) -> np.ndarray:
         loop.append(nxt)
 
 
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(V, 3) area-weighted unit vertex normals; they point to the side from which the triangles wind
-    counter-clockwise."""
-    v = np.asarray(vertices, np.float64)
+def triangle_incidence(triangles: np.ndarray, vertex_count: int) -> sparse.csr_matrix:
+    """(V, T) vertex-triangle incidence: ``incidence @ per-triangle values`` sums them at each vertex."""
     tris = np.asarray(triangles)
-    face = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
-    normals = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(normals, tris[:, k], face)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return sparse.csr_matrix(
+        (np.ones(tris.size), (tris.ravel(), np.repeat(np.arange(len(tris)), 3))),
+        shape=(vertex_count, len(tris)),
+    )
+
+
+def vertex_normals(
+    vertices: np.ndarray, triangles: np.ndarray, incidence: sparse.csr_matrix | None = None
+) -> np.ndarray:
+    """(V, 3) area-weighted unit vertex normals; they point to the side from which the triangles wind
+    counter-clockwise (for a front-facing face in photo coordinates: -z). ``incidence``: the mesh's
+    :func:`triangle_incidence`, to reuse across calls. Computed in the vertices' own precision."""
+    v = np.asarray(vertices)[triangles]
+    if incidence is None:
+        incidence = triangle_incidence(triangles, len(vertices))
+    normals = incidence @ np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    return normals / np.maximum(np.sqrt((normals**2).sum(1, keepdims=True)), 1e-12)

@@ -27,6 +27,8 @@ from scipy import sparse
 
 from uvaug.fit.bundle import default_bundle
 from uvaug.fit.raster import depth_buffer, fragments
+from uvaug.fit.topology import triangle_incidence
+from uvaug.fit.topology import vertex_normals as mesh_vertex_normals
 
 DEFAULT_UV_SIZE = 256
 DEFAULT_MIN_FACING = 0.4
@@ -69,25 +71,19 @@ def uv_layout(size: int = DEFAULT_UV_SIZE) -> UVLayout:
         shape=(len(texel), len(geometry.vertices)),
     )
     tris = geometry.triangles
-    incidence = sparse.csr_matrix(
-        (np.ones(tris.size), (tris.ravel(), np.repeat(np.arange(len(tris)), 3))),
-        shape=(len(geometry.vertices), len(tris)),
-    )
     return UVLayout(
         size=size,
         texel=texel,
         triangle=triangle,
         triangles=tris,
         weights=weights,
-        incidence=incidence,
+        incidence=triangle_incidence(tris, len(geometry.vertices)),
     )
 
 
 def vertex_normals(vertices: np.ndarray, layout: UVLayout) -> np.ndarray:
     """Area-weighted unit vertex normals; for a front-facing surface in photo coordinates they point to -z."""
-    v = vertices[layout.triangles]
-    normals = layout.incidence @ np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    return normals / np.maximum(np.sqrt((normals**2).sum(1, keepdims=True)), 1e-12)
+    return mesh_vertex_normals(vertices, layout.triangles, layout.incidence)
 
 
 def _depth_slopes(tri: np.ndarray) -> np.ndarray:
