@@ -86,7 +86,8 @@ def _gl_rows() -> list[tuple[str, bool | None, str]]:
 
     chosen = os.environ.get("PYOPENGL_PLATFORM")
     probes = {name: probe_platform(name) for name in PLATFORMS}
-    used = chosen or next((name for name, (ok, _) in probes.items() if ok), None)
+    working = [name for name, (ok, _) in probes.items() if ok]
+    used = chosen or (working[0] if working else None)
     rows: list[tuple[str, bool | None, str]] = []
     for name, (ok, why) in probes.items():
         needed = ok or used is None or name == used
@@ -97,7 +98,6 @@ def _gl_rows() -> list[tuple[str, bool | None, str]]:
         rows.append(("GL platform for rendering", None, f"{used} (from PYOPENGL_PLATFORM; not probed)"))
     else:
         detail = f"{used} (from PYOPENGL_PLATFORM)" if chosen else used
-        working = [name for name, (ok, _) in probes.items() if ok]
         if not probes[used][0]:
             detail += (
                 f" does not render; unset PYOPENGL_PLATFORM or set it to {working[0]}"
