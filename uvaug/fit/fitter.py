@@ -18,6 +18,7 @@ from uvaug.fit.landmarks import (
     LandmarkResult,
     Roi,
     roi_from_points,
+    roi_reaches_past,
 )
 from uvaug.fit.pose import Silhouette, estimate_pose
 from uvaug.fit.uv import DEFAULT_MIN_FACING, DEFAULT_UV_SIZE, unwrap, uv_layout
@@ -110,10 +111,22 @@ class MediaPipeFitter:
     def landmarks(self, image: np.ndarray, det: Detection) -> LandmarkResult:
         """Landmarks on the detection's ROI, re-centred on its own landmarks until the ROI stops moving.
 
-        Detector keypoints are rough on sideways or tilted faces; each pass straightens the crop.
+        Detector keypoints are rough on sideways or tilted faces; each pass straightens the crop. Where the
+        crop reaches past the photo it is framed by the photo reflected (the model reads turned faces truer
+        so); if the model does not take that for a face, the crops are read again framed in grey.
         """
+        result, framed = self._settled_landmarks(image, det, "reflect")
+        if framed and not self.options.is_face(result):
+            result, _ = self._settled_landmarks(image, det, "grey")
+        return result
+
+    def _settled_landmarks(
+        self, image: np.ndarray, det: Detection, frame: str
+    ) -> tuple[LandmarkResult, bool]:
+        """The settled reading with crops framed by ``frame``, and whether any crop reached past the photo."""
         roi = roi_from_detection(det)
-        result = self.landmarker(image, roi)
+        result = self.landmarker(image, roi, frame=frame)
+        framed = roi_reaches_past(roi, image.shape)
         for i in range(self.options.max_refine):
             pts = result.points
             new = roi_from_points(pts[:MESH_POINTS, :2], pts[EYE_CORNERS[1], :2], pts[EYE_CORNERS[0], :2])
@@ -123,8 +136,9 @@ class MediaPipeFitter:
             settled = turn < ROI_SETTLED[0] and shift < ROI_SETTLED[1] and scale < ROI_SETTLED[2]
             if i >= self.options.refine and settled:
                 break
-            roi, result = new, self.landmarker(image, new)
-        return result
+            roi, result = new, self.landmarker(image, new, frame=frame)
+            framed = framed or roi_reaches_past(roi, image.shape)
+        return result, framed
 
     def __call__(self, image: np.ndarray) -> list[FittedFace]:
         """Every wanted face, largest first; rotated views are tried only when the upright one finds none."""
