@@ -147,9 +147,9 @@ def test_a_face_filling_the_whole_picture_is_found(fitter, astronaut):
 
 
 def test_the_landmark_crop_is_framed_by_the_photo_reflected_or_grey_past_it(astronaut):
-    """Where a tightly cropped face's box reaches past the photo, the model sees the photo mirrored at its
-    border and blurred (it reads turned faces truer so), or mid grey (the fallback); inside, the crop is the
-    photo either way (``uvaug.fit.landmarks.CROP_FRAMES``)."""
+    """Where a tightly cropped face's box reaches past the photo, the model sees the photo mirrored beside it
+    and its edge rows continued above and below it, blurred (it reads turned faces truer so), or mid grey
+    (the fallback); inside, the crop is the photo either way (``uvaug.fit.landmarks.CROP_FRAMES``)."""
     from uvaug.fit.landmarks import (
         CROP_GREY,
         CROP_REFLECT_BLUR,
@@ -170,9 +170,10 @@ def test_the_landmark_crop_is_framed_by_the_photo_reflected_or_grey_past_it(astr
         return np.concatenate([crop[:48], crop[-48:], crop[:, :48]], axis=None).astype(int)
 
     assert (frame(grey) == CROP_GREY).all()
-    # the photo twice as large, mirrored at its border, then blurred
-    mirrored = cv2.resize(cv2.copyMakeBorder(photo, 50, 50, 50, 50, cv2.BORDER_REFLECT_101), (256, 256))
-    expected = cv2.GaussianBlur(mirrored, (0, 0), CROP_REFLECT_BLUR)
+    # the photo twice as large: mirrored beside it, its edge rows continued above and below it; blurred
+    extended = cv2.copyMakeBorder(photo, 50, 50, 50, 50, cv2.BORDER_REPLICATE)
+    extended[50:150] = cv2.copyMakeBorder(photo, 0, 0, 50, 50, cv2.BORDER_REFLECT_101)
+    expected = cv2.GaussianBlur(cv2.resize(extended, (256, 256)), (0, 0), CROP_REFLECT_BLUR)
     assert np.abs(frame(reflected) - frame(expected)).mean() < 4
     assert np.abs(frame(reflected) - CROP_GREY).mean() > 20  # the photo's tones, not a flat frame
     inside = cv2.resize(photo, (128, 128), interpolation=cv2.INTER_LINEAR)

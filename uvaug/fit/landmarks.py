@@ -24,21 +24,23 @@ ROI_SCALE = 1.5
 #: Iris points (centre, then four around it) of one eye and their mirror twins in the other eye.
 IRIS_MIRROR = {468: 473, 469: 476, 470: 475, 471: 474, 472: 477}
 #: How the landmark crop is filled where the face's box reaches past the photo (tightly cropped photos:
-#: UTKFace's chips, aligned recognition crops, renders of them). ``"reflect"`` (default): the photo mirrored
-#: at its border and blurred (:data:`CROP_REFLECT_BLUR`), so the model sees the head's tones and hair go on;
-#: ``"grey"``: mid grey (:data:`CROP_GREY`), as the detector frames such photos. The model reads a turned face
-#: from what lies around it, and a uniform frame reads short: on AFLW2000-3D dev's centre crops
-#: (``benchmarks/fit_pose_aflw.py --crop 0.5``) the reflected frame found 180 / 58 faces at abs(yaw) 30-60 /
-#: 60-90 against grey's 175 / 46, at a yaw error of 4.44 / 7.36 degrees against 4.91 / 9.61. Where the model
-#: does not take the reflected crop for a face, the fitter reads the grey one (``MediaPipeFitter.landmarks``).
+#: UTKFace's chips, aligned recognition crops, renders of them). ``"reflect"`` (default): beside the photo,
+#: the photo mirrored at its border; above and below it, its edge rows continued; blurred
+#: (:data:`CROP_REFLECT_BLUR`), so the model sees the head's tones and hair go on. ``"grey"``: mid grey
+#: (:data:`CROP_GREY`), as the detector frames such photos. The model reads a turned face from what lies
+#: around it, and a flat frame reads it short; mirrored above and below too, the model read renders' pitch
+#: worse (UTKFace val renders at yaw 45: pitch error 5.4 degrees against grey's 3.2; with the edge rows 3.7).
+#: Where the model does not take the framed crop for a face, the fitter reads the grey one
+#: (``MediaPipeFitter.landmarks``). Figures: benchmarks/README.md (AFLW2000-3D centre crops).
 CROP_FRAMES = ("reflect", "grey")
-#: Grey level of the ``"grey"`` frame. With black, as before it, the same centre crops scored a mean pose
-#: error of 3.97 degrees against 3.53.
+#: Grey level of the ``"grey"`` frame. With black, as before it, AFLW2000-3D dev's centre crops scored a
+#: mean pose error of 3.97 degrees against 3.53.
 CROP_GREY = 128
-#: Gaussian blur (sigma, crop pixels) of the reflected frame: sharp, it mirrors the face's features into a
-#: second face at the border (renders at yaw 45 read 38 degrees, found 84%); at 6 the tones remain. Chosen
-#: on the centre crops above and 80 UTKFace val renders at yaw -60..60 (12 and 24 read shorter).
-CROP_REFLECT_BLUR = 6.0
+#: Gaussian blur (sigma, crop pixels) of the ``"reflect"`` frame. Sharp, it mirrors the face's features into
+#: a second face at the border (renders at yaw 45 read 38 degrees and were found in 84%); chosen among 6, 12
+#: and 24 on AFLW2000-3D dev's centre crops and 80 UTKFace val renders at yaw -60..60 (6 reads yaw truest
+#: but renders' pitch worse, 24 reads as short as grey).
+CROP_REFLECT_BLUR = 12.0
 #: A point at crop x maps to FLIP_ORIGIN - x in the flipped crop (measured: the model sits between the
 #: integer-centre and half-pixel-centre conventions).
 FLIP_ORIGIN = 255.5
@@ -103,12 +105,17 @@ def roi_crop(image: np.ndarray, roi: Roi, size: int = INPUT_SIZE, frame: str = "
     warp = dict(dsize=(size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     if frame == "grey" or not roi_reaches_past(roi, image.shape, size):
         return cv2.warpAffine(image, m, borderMode=cv2.BORDER_CONSTANT, borderValue=(CROP_GREY,) * 3, **warp)
-    crop = cv2.warpAffine(image, m, borderMode=cv2.BORDER_REFLECT_101, **warp)
+    crop = cv2.warpAffine(image, m, borderMode=cv2.BORDER_REFLECT_101, **warp).astype(np.float32)
+    # beside the photo it is mirrored; above and below it, its edge rows go on (see CROP_FRAMES)
+    steps = np.arange(size, dtype=np.float32)
+    row = m[1, 0] * steps[None, :] + m[1, 1] * steps[:, None] + m[1, 2]  # each crop pixel's photo row
+    beyond_rows = ((row < 0) | (row > image.shape[0] - 1))[..., None]
+    edge_rows = cv2.warpAffine(image, m, borderMode=cv2.BORDER_REPLICATE, **warp).astype(np.float32)
+    frame_fill = cv2.GaussianBlur(np.where(beyond_rows, edge_rows, crop), (0, 0), CROP_REFLECT_BLUR)
     inside = cv2.warpAffine(
         np.ones(image.shape[:2], np.float32), m, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0, **warp
     )[..., None]
-    blurred = cv2.GaussianBlur(crop, (0, 0), CROP_REFLECT_BLUR)
-    return (crop * inside + blurred * (1.0 - inside) + 0.5).astype(np.uint8)
+    return (crop * inside + frame_fill * (1.0 - inside) + 0.5).astype(np.uint8)
 
 
 @dataclass(frozen=True)
