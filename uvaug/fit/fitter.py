@@ -112,8 +112,9 @@ class MediaPipeFitter:
         """Landmarks on the detection's ROI, re-centred on its own landmarks until the ROI stops moving.
 
         Detector keypoints are rough on sideways or tilted faces; each pass straightens the crop. Where the
-        crop reaches past the photo it is framed by the photo reflected (the model reads turned faces truer
-        so); if the model does not take that for a face, the crops are read again framed in grey.
+        crop reaches past the photo it is framed by the photo itself (mirrored beside it, continued above and
+        below: the model reads turned faces truer so); if the model does not take that for a face, the crops
+        are read again framed in grey (:data:`uvaug.fit.landmarks.CROP_FRAMES`).
         """
         result, framed = self._settled_landmarks(image, det, "reflect")
         if framed and not self.options.is_face(result):

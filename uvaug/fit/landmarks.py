@@ -106,15 +106,17 @@ def roi_crop(image: np.ndarray, roi: Roi, size: int = INPUT_SIZE, frame: str = "
     if frame == "grey" or not roi_reaches_past(roi, image.shape, size):
         return cv2.warpAffine(image, m, borderMode=cv2.BORDER_CONSTANT, borderValue=(CROP_GREY,) * 3, **warp)
     crop = cv2.warpAffine(image, m, borderMode=cv2.BORDER_REFLECT_101, **warp).astype(np.float32)
-    # beside the photo it is mirrored; above and below it, its edge rows go on (see CROP_FRAMES)
+    # each crop pixel's place in the photo
     steps = np.arange(size, dtype=np.float32)
-    row = m[1, 0] * steps[None, :] + m[1, 1] * steps[:, None] + m[1, 2]  # each crop pixel's photo row
+    col, row = (m[k, 0] * steps[None, :] + m[k, 1] * steps[:, None] + m[k, 2] for k in (0, 1))
+    # beside the photo it is mirrored; above and below it, its edge rows go on (see CROP_FRAMES)
     beyond_rows = ((row < 0) | (row > image.shape[0] - 1))[..., None]
     edge_rows = cv2.warpAffine(image, m, borderMode=cv2.BORDER_REPLICATE, **warp).astype(np.float32)
     frame_fill = cv2.GaussianBlur(np.where(beyond_rows, edge_rows, crop), (0, 0), CROP_REFLECT_BLUR)
-    inside = cv2.warpAffine(
-        np.ones(image.shape[:2], np.float32), m, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0, **warp
-    )[..., None]
+    # the share of each bilinear sample that falls on the photo: 1 inside, 0 a pixel beyond its edge
+    height, width = image.shape[:2]
+    inside_cols = np.clip(np.minimum(col + 1, width - col), 0, 1)
+    inside = (inside_cols * np.clip(np.minimum(row + 1, height - row), 0, 1))[..., None]
     return (crop * inside + frame_fill * (1.0 - inside) + 0.5).astype(np.uint8)
 
 
