@@ -263,3 +263,18 @@ def test_min_face_size_filters_small_faces(astronaut):
     from uvaug.fit.fitter import FitOptions, create_fitter
 
     assert create_fitter(options=FitOptions(min_face_size=200))(astronaut) == []
+
+
+def test_a_framed_crop_not_read_as_a_face_is_read_again_framed_in_grey(astronaut):
+    """Past a tight photo's border the crop is framed by the photo itself; where the model does not take
+    that for a face (here: no reading is, presence above 1 being asked), the grey-framed reading is kept."""
+    from uvaug.fit.fitter import FitOptions, create_fitter
+
+    strict = create_fitter(options=FitOptions(min_presence=1.01))
+    crop = np.ascontiguousarray(astronaut[60:240, 140:320])  # the face, cut at its outline
+    det = strict.detect(crop)[0]
+    framed, reaches_past = strict._settled_landmarks(crop, det, "reflect")
+    grey, _ = strict._settled_landmarks(crop, det, "grey")
+    assert reaches_past
+    assert np.abs(framed.points - grey.points).max() > 0.05  # the two frames read differently
+    np.testing.assert_array_equal(strict.landmarks(crop, det).points, grey.points)
