@@ -37,9 +37,9 @@ CROP_FRAMES = ("reflect", "grey")
 #: mean pose error of 3.97 degrees against 3.53.
 CROP_GREY = 128
 #: Gaussian blur (sigma, crop pixels) of the ``"reflect"`` frame. Sharp, it mirrors the face's features into
-#: a second face at the border (renders at yaw 45 read 38 degrees and were found in 84%); chosen among 6, 12
-#: and 24 on AFLW2000-3D dev's centre crops and 80 UTKFace val renders at yaw -60..60 (6 reads yaw truest
-#: but renders' pitch worse, 24 reads as short as grey).
+#: a second face at the border (renders at yaw 45 read 33-37 degrees and were found in 84-86%); chosen among
+#: 6, 12 and 24 on AFLW2000-3D dev's centre crops and 80 UTKFace val renders at yaw -60..60 (6 reads yaw
+#: truest but renders' pitch worse; 24, mirrored all round, read as short as grey).
 CROP_REFLECT_BLUR = 12.0
 #: A point at crop x maps to FLIP_ORIGIN - x in the flipped crop (measured: the model sits between the
 #: integer-centre and half-pixel-centre conventions).
