@@ -111,9 +111,12 @@ def roi_crop(image: np.ndarray, roi: Roi, size: int = INPUT_SIZE, frame: str = "
     col, row = (m[k, 0] * steps[None, :] + m[k, 1] * steps[:, None] + m[k, 2] for k in (0, 1))
     # beside the photo it is mirrored; above and below it, its edge rows go on (see CROP_FRAMES)
     beyond_rows = ((row < 0) | (row > image.shape[0] - 1))[..., None]
-    edge_rows = cv2.warpAffine(image, m, borderMode=cv2.BORDER_REPLICATE, **warp)
+    fill = crop
+    if beyond_rows.any():
+        edge_rows = cv2.warpAffine(image, m, borderMode=cv2.BORDER_REPLICATE, **warp)
+        fill = np.where(beyond_rows, edge_rows, crop)
     # blurred at a quarter of the size (a full-size blur this wide costs a fifth of the landmark model)
-    small = cv2.resize(np.where(beyond_rows, edge_rows, crop), (size // 4,) * 2, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(fill, (size // 4,) * 2, interpolation=cv2.INTER_AREA)
     frame_fill = cv2.resize(cv2.GaussianBlur(small, (0, 0), CROP_REFLECT_BLUR / 4), (size, size))
     # the share of each bilinear sample that falls on the photo: 1 inside, 0 a pixel beyond its edge
     height, width = image.shape[:2]
